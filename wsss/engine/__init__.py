@@ -1,0 +1,1 @@
+"""Training and per-item loop plumbing shared by all stages: seeding, checkpoints, schedules, sampling."""

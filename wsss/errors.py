@@ -1,0 +1,26 @@
+"""Exceptions with one-line messages that name the offending file.
+
+Users run stages over thousands of images; when one input is broken they need the path and the problem in a
+single line, not a traceback from deep inside OpenCV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WSSSError(Exception):
+    """Base class for errors wsss reports to the user as one line."""
+
+
+class InputError(WSSSError):
+    """A user-supplied file is missing, unreadable or inconsistent."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class StageMismatchError(WSSSError):
+    """A stage directory holds artifacts made with another config or other inputs."""
