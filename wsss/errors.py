@@ -21,6 +21,9 @@ class InputError(WSSSError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # picklable, so errors cross process-pool boundaries intact
+        return (type(self), (self.path, self.problem))
+
 
 class StageMismatchError(WSSSError):
     """A stage directory holds artifacts made with another config or other inputs."""

@@ -23,6 +23,8 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        # ground-truth pixels predicted as something outside the class range (255 = undecided), per class
+        self.missed = torch.zeros(num_classes, dtype=torch.int64)
 
     def update(self, pred: torch.Tensor | np.ndarray, gt: torch.Tensor | np.ndarray) -> None:
         """Add a prediction/ground-truth pair (any matching shape, integer labels).
@@ -37,31 +39,30 @@ class ConfusionMatrix:
             raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ")
         pred = pred.reshape(-1).long().cpu()
         gt = gt.reshape(-1).long().cpu()
-        keep = gt != self.ignore_index
-        gt, pred = gt[keep], pred[keep]
-        if gt.numel() and int(gt.max()) >= self.num_classes:
-            raise ValueError(f"ground-truth label {int(gt.max())} >= num_classes {self.num_classes}")
         n = self.num_classes
-        # A predicted label outside the class range (e.g. 255 = undecided) lands in an extra column that
-        # counts as a miss for the true class and a false positive for no class.
+        # One bincount over an (n+1) x (n+1) grid, no boolean indexing (which is slow with several threads):
+        # ignored ground truth goes to row n (dropped), a predicted label outside the class range (e.g. 255 =
+        # undecided) to column n, which counts as a miss for the true class and a false positive for none.
+        bad_gt = (gt >= n) & (gt != self.ignore_index)
+        if bool(bad_gt.any()):
+            raise ValueError(f"ground-truth label {int(gt[bad_gt].max())} >= num_classes {n}")
+        gt = torch.where(gt == self.ignore_index, torch.full_like(gt, n), gt)
         pred = torch.where((pred < 0) | (pred >= n), torch.full_like(pred, n), pred)
-        counts = torch.bincount(gt * (n + 1) + pred, minlength=n * (n + 1)).reshape(n, n + 1)
-        self.mat += counts[:, :n]
-        self._missed = getattr(self, "_missed", torch.zeros(n, dtype=torch.int64)) + counts[:, n]
+        counts = torch.bincount(gt * (n + 1) + pred, minlength=(n + 1) ** 2).reshape(n + 1, n + 1)
+        self.mat += counts[:n, :n]
+        self.missed += counts[:n, n]
 
     def reduce(self) -> None:
         """Sum the matrix over all ranks of an initialised process group (no-op otherwise)."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            missed = getattr(self, "_missed", torch.zeros(self.num_classes, dtype=torch.int64))
-            both = torch.cat([self.mat.reshape(-1), missed])
+            both = torch.cat([self.mat.reshape(-1), self.missed])
             torch.distributed.all_reduce(both)
             n = self.num_classes
             self.mat = both[: n * n].reshape(n, n)
-            self._missed = both[n * n:]
+            self.missed = both[n * n:]
 
     def _gt_totals(self) -> torch.Tensor:
-        missed = getattr(self, "_missed", torch.zeros(self.num_classes, dtype=torch.int64))
-        return self.mat.sum(1) + missed
+        return self.mat.sum(1) + self.missed
 
     def iou(self) -> np.ndarray:
         """Per-class IoU [C]; NaN for a class absent from both ground truth and prediction."""
