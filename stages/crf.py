@@ -1,0 +1,260 @@
+"""Stage ``crf``: dense-CRF-refined CAMs, in the CAM format, from any CAM artifact.
+
+Reads ``<work_dir>/<crf.input>/cams/<id>.npz`` for the ids of ``data.cam_split``, builds per-pixel
+probabilities (background score from ``bg_threshold`` or ``bg_power``, see :mod:`wsss.refine.pseudo`), runs a
+dense CRF on the image (:mod:`wsss.refine.crf`) and writes ``<work_dir>/crf/cams/<id>.npz`` with the refined
+probabilities of the same keys. The background probability is not stored: it is ``1 - sum(cams)`` (the
+refined probabilities sum to 1), so later stages read the file like any other CAM artifact (e.g.
+``make_pseudo`` with ``pseudo.input='crf'``).
+
+Config section::
+
+    crf = dict(input='make_cam', bg_threshold=0.30, bg_power=None, n_iter=10, gauss_sxy=3, gauss_compat=3,
+               bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10, num_workers=0)
+
+``num_workers``: processes for the per-image work (0 = all cores of this machine / rank); it does not change
+the outputs, so it is left out of the config hash. Per-image resume: a killed run re-started with the same
+config only processes the images whose output file is missing.
+
+This module also holds :func:`map_images`, the process pool both CPU-bound per-image stages (crf,
+make_pseudo) use.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import multiprocessing
+import os
+import sys
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from wsss import dist
+from wsss.cam.io import load_cam, save_cam
+from wsss.config import Config
+from wsss.data.base import SegDataset
+from wsss.data.build import build_dataset
+from wsss.data.image_io import read_image
+from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.errors import InputError, WSSSError
+from wsss.eval.confusion import ConfusionMatrix, format_table, write_metrics
+from wsss.refine.crf import CRFParams, dense_crf, require_pydensecrf
+from wsss.refine.pseudo import background_score, label_lut, scores_to_probs
+
+log = logging.getLogger(__name__)
+
+STAGE = "crf"
+SECTION = "crf"
+CONFIG_KEYS = ("crf", "data")
+#: Section keys that change how fast a stage runs, never what it writes: excluded from the config hash.
+RUNTIME_KEYS = ("num_workers",)
+_CRF_KEYS = ("n_iter", "gauss_sxy", "gauss_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
+_SECTION_KEYS = set(_CRF_KEYS) | {"input", "bg_threshold", "bg_power", "num_workers", "name"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared by the per-image CPU stages (crf, make_pseudo).
+
+def section_of(cfg: Config, section: str, allowed: set[str]) -> dict:
+    """The stage's config section as a plain dict; unknown keys (typos) are a one-line error."""
+    s = cfg.get(section)
+    if s is None:
+        raise WSSSError(f"config has no '{section}' section (inherit configs/_base_/{section}.py)")
+    s = s.to_dict() if hasattr(s, "to_dict") else dict(s)
+    unknown = sorted(set(s) - allowed)
+    if unknown:
+        raise WSSSError(f"unknown key(s) {unknown} in config section '{section}'; expected some of {sorted(allowed)}")
+    if not s.get("input"):
+        raise WSSSError(f"config section '{section}' needs 'input': the CAM stage to read (e.g. 'make_cam')")
+    return s
+
+
+def hashed_view(cfg: Config, keys: Sequence[str], section: str) -> Config:
+    """A copy of the config keys a stage reads, minus :data:`RUNTIME_KEYS` of its section, for open_stage.
+
+    Why: the worker count must not invalidate finished artifacts (a re-run on a bigger machine would be
+    refused as a 'different run' otherwise).
+    """
+    view = {k: copy.deepcopy(cfg.get(k)) for k in set(keys) | {"seed"}}
+    view[section] = {k: v for k, v in dict(view[section]).items() if k not in RUNTIME_KEYS}
+    out = Config(view)
+    out.work_dir = cfg.work_dir
+    return out
+
+
+def resolve_workers(num_workers: int | None) -> int:
+    """``0``/None -> the cores this process may use; otherwise the number given (>= 1)."""
+    if not num_workers:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+    if int(num_workers) < 0:
+        raise WSSSError(f"num_workers must be >= 0 (0 = all cores), got {num_workers}")
+    return int(num_workers)
+
+
+def _worker_init() -> None:
+    """Pool workers run one image at a time each: keep OpenCV from adding threads on top of the processes."""
+    try:
+        import cv2
+        cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover - cv2 is a dependency, but threads are only a speed matter
+        pass
+
+
+def map_images(fn: Callable[[Any], str | None], tasks: Sequence[Any], num_workers: int | None, desc: str,
+               start_method: str | None = None) -> int:
+    """Run ``fn(task)`` for every task, in a process pool when ``num_workers`` != 1, with a progress bar.
+
+    ``fn`` must be a module-level function (picklable, so 'fork' and 'spawn' both work) that writes its own
+    output atomically and returns None, or a one-line error message (returned rather than raised: wsss's
+    exceptions take extra constructor arguments and do not survive pickling). The first error stops the
+    pool and is raised here as a WSSSError. Returns the number of tasks done.
+
+    ``start_method``: default 'fork' on Linux (workers start instantly), 'spawn' elsewhere.
+    """
+    workers = min(resolve_workers(num_workers), max(1, len(tasks)))
+    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not dist.is_main() or not tasks)
+    try:
+        if workers == 1:
+            for t in tasks:
+                err = fn(t)
+                if err:
+                    raise WSSSError(err)
+                bar.update(1)
+            return len(tasks)
+        method = start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
+        ctx = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = [pool.submit(fn, t) for t in tasks]
+            try:
+                remaining = set(futures)
+                while remaining:
+                    done, remaining = wait(remaining, return_when=FIRST_EXCEPTION, timeout=0.5)
+                    for f in done:
+                        err = f.result()
+                        if err:
+                            raise WSSSError(err)
+                        bar.update(1)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+        return len(tasks)
+    finally:
+        bar.close()
+
+
+def check_same_size(cam_path: str | Path, cams: np.ndarray, image_hw: tuple[int, int]) -> None:
+    """CAMs are stored at the original image size; anything else is a broken artifact."""
+    if tuple(cams.shape[1:]) != tuple(image_hw):
+        raise InputError(cam_path, f"CAMs are {cams.shape[1]}x{cams.shape[2]} but the image is "
+                                   f"{image_hw[0]}x{image_hw[1]} (CAMs must be at the original image size)")
+
+
+def cam_dir(cfg: Config, stage: str) -> Path:
+    return Path(cfg.work_dir) / stage / "cams"
+
+
+def gt_ids(ds: SegDataset, ids: Sequence[str]) -> list[str]:
+    """The ids that have a ground-truth mask file (custom data may have masks for a few images only)."""
+    if not ds.has_masks:
+        return []
+    return [i for i in ids if ds.mask_path(i) is not None and ds.mask_path(i).is_file()]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The crf stage.
+
+def inputs(cfg: Config) -> list[str]:
+    """The CAM stage this stage reads (``crf.input``)."""
+    return [str(cfg.get(SECTION, {}).get("input") or "make_cam")]
+
+
+def stage_name(cfg: Config) -> str:
+    return str(cfg.get(SECTION, {}).get("name") or STAGE)
+
+
+@dataclass(frozen=True)
+class CRFTask:
+    """Everything one worker needs for one image (picklable)."""
+
+    image_id: str
+    image_path: str
+    cam_path: str
+    out_path: str
+    bg_threshold: float | None
+    bg_power: float | None
+    params: CRFParams
+
+
+def refine_one(task: CRFTask) -> str | None:
+    """Refine one image's CAMs and write them; returns an error line instead of raising (see map_images)."""
+    try:
+        keys, cams = load_cam(task.cam_path)
+        image = read_image(task.image_path)
+        check_same_size(task.cam_path, cams, image.shape[:2])
+        bg = background_score(cams, threshold=task.bg_threshold, power=task.bg_power)
+        probs = dense_crf(image, scores_to_probs(cams, bg), task.params)
+        save_cam(task.out_path, keys, probs[1:])
+    except WSSSError as e:
+        return str(e)
+    return None
+
+
+def crf_decision(keys: np.ndarray, cams: np.ndarray) -> np.ndarray:
+    """The CRF's own labelling from a refined CAM file: argmax of (1 - sum(cams), cams) -> [H, W] uint8."""
+    bg = np.clip(1.0 - cams.sum(axis=0), 0.0, 1.0)
+    return label_lut(keys)[np.concatenate([bg[None], cams]).argmax(axis=0)].astype(np.uint8)
+
+
+def evaluate_refined(ds: SegDataset, ids: Sequence[str], cams_of: Callable[[str], Path]) -> dict | None:
+    """mIoU of the CRF decisions against ground truth (None without ground truth)."""
+    ids = gt_ids(ds, ids)
+    if not ids:
+        return None
+    cm = ConfusionMatrix(ds.num_classes)
+    for i in tqdm(ids, desc="eval crf", unit="img", leave=False):
+        keys, cams = load_cam(cams_of(i))
+        cm.update(crf_decision(keys, cams), ds.mask(i))
+    summary = cm.summary(ds.class_names)
+    summary["images"] = len(ids)
+    return summary
+
+
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Run the crf stage (see the module doc). Returns the manifest."""
+    s = section_of(cfg, SECTION, _SECTION_KEYS)
+    params = CRFParams.from_config({k: s[k] for k in _CRF_KEYS if k in s})
+    if (s.get("bg_threshold") is None) == (s.get("bg_power") is None):
+        raise WSSSError("crf needs exactly one of crf.bg_threshold and crf.bg_power (the background score)")
+    require_pydensecrf()  # fail before claiming the stage folder, with the install fix
+    name, src = stage_name(cfg), inputs(cfg)[0]
+    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, [src], force=force)
+    if done:
+        return sd.manifest
+    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
+    out_of = (lambda i: sd.path / "cams" / f"{i}.npz")
+    todo = pending(ds.ids, out_of)
+    log.info("%s: %d of %d images of '%s' to refine (CRF %s)", name, len(todo), len(ds.ids), ds.split, params)
+    tasks = [CRFTask(i, str(ds.image_path(i)), str(cam_dir(cfg, src) / f"{i}.npz"), str(out_of(i)),
+                     s.get("bg_threshold"), s.get("bg_power"), params) for i in todo]
+    map_images(refine_one, tasks, s.get("num_workers", 0), desc=name)
+    dist.barrier()
+    metrics: dict = {}
+    if dist.is_main():
+        summary = evaluate_refined(ds, ds.ids, out_of)
+        if summary is not None:
+            write_metrics(sd.path / "metrics.json", summary)
+            log.info("%s\n%s", name, format_table(summary, f"{name}: CRF decision vs ground truth ({ds.split})"))
+            log.info("%s: mIoU %.2f on %d images", name, 100 * (summary["miou"] or 0.0), summary["images"])
+            metrics = {"miou": summary["miou"], "pixel_accuracy": summary["pixel_accuracy"],
+                       "images": summary["images"]}
+    return close_stage(sd, items=len(ds.ids), metrics=metrics)

@@ -1,0 +1,133 @@
+"""Stage ``make_pseudo``: pseudo masks (palette PNG, 255 = ignore) from any CAM artifact.
+
+Reads ``<work_dir>/<pseudo.input>/cams/<id>.npz`` (make_cam, propagate, clip_cam, crf, ...) for the ids of
+``data.cam_split`` and writes ``<work_dir>/make_pseudo/masks/<id>.png``. The decision rule is
+:func:`wsss.refine.pseudo.make_pseudo_mask`: IRN's ignore band (``conf_fg`` / ``conf_bg``) or a single
+background threshold / power, each optionally refined by a dense CRF. Only the image's labelled classes can
+appear: CAM channels of other classes are dropped before the decision.
+
+Config section::
+
+    pseudo = dict(input='make_cam', bg_threshold=None, bg_power=None, conf_fg=0.30, conf_bg=0.05,
+                  min_confidence=None, use_crf=False, crf=dict(n_iter=10, ...), num_workers=0)
+
+When the split has ground truth, ``metrics.json`` gets the pseudo-mask mIoU with ignored pixels excluded
+(``miou``), with them counted wrong (``miou_ignore_as_wrong``) and the share of ignored pixels
+(:mod:`wsss.eval.mask_eval`). Per-image resume and the process pool are those of :mod:`stages.crf`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from wsss import dist
+from wsss.cam.io import load_cam
+from wsss.config import Config
+from wsss.data.build import build_dataset
+from wsss.data.image_io import read_image
+from wsss.data.palette import load_mask, save_mask
+from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.errors import InputError, WSSSError
+from wsss.eval.confusion import format_table, write_metrics
+from wsss.eval.mask_eval import MaskScorer, describe, scalar_metrics
+from wsss.refine.crf import require_pydensecrf
+from wsss.refine.pseudo import PseudoParams, make_pseudo_mask, restrict_to_labels
+from stages.crf import cam_dir, check_same_size, gt_ids, hashed_view, map_images, section_of
+
+log = logging.getLogger(__name__)
+
+STAGE = "make_pseudo"
+SECTION = "pseudo"
+CONFIG_KEYS = ("pseudo", "data")
+_SECTION_KEYS = {"input", "bg_threshold", "bg_power", "conf_fg", "conf_bg", "min_confidence", "use_crf", "crf",
+                 "num_workers", "name"}
+
+
+def inputs(cfg: Config) -> list[str]:
+    """The CAM stage this stage reads (``pseudo.input``)."""
+    return [str(cfg.get(SECTION, {}).get("input") or "make_cam")]
+
+
+def stage_name(cfg: Config) -> str:
+    return str(cfg.get(SECTION, {}).get("name") or STAGE)
+
+
+@dataclass(frozen=True)
+class PseudoTask:
+    """Everything one worker needs for one image (picklable)."""
+
+    image_id: str
+    image_path: str
+    cam_path: str
+    out_path: str
+    labels: tuple[int, ...]
+    params: PseudoParams
+
+
+def _image_hw(path: str) -> tuple[int, int]:
+    """Height and width from the image header (no decoding: the plain-threshold path never needs pixels)."""
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except FileNotFoundError:
+        raise InputError(path, "image file not found") from None
+    except Exception as e:
+        raise InputError(path, f"unreadable image ({type(e).__name__}: {e})") from e
+
+
+def pseudo_one(task: PseudoTask) -> str | None:
+    """Write one image's pseudo mask; returns an error line instead of raising (see stages.crf.map_images)."""
+    try:
+        keys, cams = load_cam(task.cam_path)
+        keys, cams = restrict_to_labels(keys, cams, task.labels)
+        image = None
+        if task.params.crf is not None:
+            image = read_image(task.image_path)
+            hw = image.shape[:2]
+        else:
+            hw = _image_hw(task.image_path)
+        check_same_size(task.cam_path, cams, hw)
+        save_mask(task.out_path, make_pseudo_mask(keys, cams, task.params, image))
+    except WSSSError as e:
+        return str(e)
+    return None
+
+
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Run the make_pseudo stage (see the module doc). Returns the manifest."""
+    s = section_of(cfg, SECTION, _SECTION_KEYS)
+    params = PseudoParams.from_config(s)
+    if params.crf is not None:
+        require_pydensecrf()  # fail before claiming the stage folder, with the install fix
+    name, src = stage_name(cfg), inputs(cfg)[0]
+    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, [src], force=force)
+    if done:
+        return sd.manifest
+    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
+    out_of = (lambda i: sd.path / "masks" / f"{i}.png")
+    todo = pending(ds.ids, out_of)
+    log.info("%s: %d of %d pseudo masks of '%s' to make from %s (%s)", name, len(todo), len(ds.ids), ds.split,
+             src, params)
+    tasks = [PseudoTask(i, str(ds.image_path(i)), str(cam_dir(cfg, src) / f"{i}.npz"), str(out_of(i)),
+                        tuple(int(c) for c in ds.labels.get(i, [])), params) for i in todo]
+    map_images(pseudo_one, tasks, s.get("num_workers", 0), desc=name)
+    dist.barrier()
+    metrics: dict = {}
+    if dist.is_main():
+        ids = gt_ids(ds, ds.ids)
+        if ids:
+            scorer = MaskScorer(ds.num_classes)
+            for i in tqdm(ids, desc="eval pseudo", unit="img", leave=False):
+                scorer.update(load_mask(out_of(i), ds.num_classes), ds.mask(i))
+            summary = scorer.summary(ds.class_names)
+            write_metrics(sd.path / "metrics.json", summary)
+            log.info("%s\n%s", name, format_table(summary, f"{name}: pseudo masks vs ground truth ({ds.split}), "
+                                                          "ignored pixels excluded"))
+            log.info("%s: %s", name, describe(summary))
+            metrics = scalar_metrics(summary)
+    return close_stage(sd, items=len(ds.ids), metrics=metrics)
