@@ -1,0 +1,280 @@
+"""Stage train_seg: train the segmentation network on pseudo masks (or on ground truth, the upper bound).
+
+Reads ``<work_dir>/<train_seg.masks>/masks/<id>.png`` (pseudo masks of any mask-producing stage, default
+``make_pseudo``) or, with ``masks='gt'``, the dataset's own masks: the fully supervised upper bound that reports
+divide the WSSS mIoU by. ``train_seg.name`` renames the stage folder (``train_seg_gt``) so both coexist.
+
+Writes ``<work_dir>/<name>/``: ``last.pth`` every ``ckpt_interval`` iterations (model, optimizer, scheduler,
+AMP scaler, iteration, RNG states, loss curve), ``final.pth`` (weights + the ``seg_model`` config and class
+names, all evaluation needs), ``metrics.json`` (loss curve), ``train.log``.
+
+Training: cross-entropy with ignore 255, SGD (backbone ``lr``, head ``lr * head_lr_mult``), poly schedule,
+albumentations scale / crop / flip / colour jitter, AMP on CUDA, DDP under torchrun (``batch_size`` is per
+GPU). ``--resume`` continues from ``last.pth`` bit-for-bit on CPU: the batch order comes from
+:class:`ResumableBatchSampler` and each sample's augmentation from (seed, epoch, index), and the DataLoader gets
+its own generator so creating it consumes no global randomness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from wsss import dist
+from wsss.artifacts import atomic_path, write_json_atomic
+from wsss.config import Config, to_plain
+from wsss.data.base import SegDataset
+from wsss.data.build import build_dataset
+from wsss.data.palette import IGNORE_INDEX, load_mask
+from wsss.data.torch_sets import SegmentationSet
+from wsss.data.transforms import segmentation_transform
+from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.sampling import ResumableBatchSampler
+from wsss.engine.schedule import build_scheduler
+from wsss.engine.seed import seed_everything
+from wsss.engine.stage import close_stage, open_stage
+from wsss.errors import InputError, WSSSError
+from wsss.models.seg import SEG_MODEL_DEFAULTS, build_segmentor
+
+log = logging.getLogger(__name__)
+
+STAGE = "train_seg"
+CONFIG_KEYS = ("data", "seg_model", "train_seg")
+
+#: Defaults of the ``train_seg`` section (configs/_base_/schedules/seg_*.py repeat them for VOC/COCO).
+DEFAULTS: dict[str, Any] = dict(
+    name=None, masks="make_pseudo", split=None, iters=20000, batch_size=16, lr=0.007, head_lr_mult=10.0,
+    momentum=0.9, weight_decay=1e-4, lr_schedule="poly", power=0.9, warmup_iters=0, crop_size=512,
+    scale_range=(0.5, 2.0), color_jitter=0.3, ckpt_interval=1000, log_interval=50, num_workers=4, amp=True,
+)
+
+
+def section(cfg: Config) -> dict[str, Any]:
+    """The ``train_seg`` section with defaults filled in (unknown keys are an error: typos must not pass)."""
+    sec = dict(to_plain(cfg.get("train_seg") or {}))
+    unknown = sorted(set(sec) - set(DEFAULTS))
+    if unknown:
+        raise WSSSError(f"unknown train_seg key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
+    return {**DEFAULTS, **sec}
+
+
+def stage_name(cfg: Config) -> str:
+    """The stage folder: ``train_seg.name`` or 'train_seg' (``train_seg_gt`` for the upper bound)."""
+    return section(cfg)["name"] or STAGE
+
+
+def inputs(cfg: Config) -> list[str]:
+    """The stage whose masks are trained on; none for ground truth."""
+    masks = section(cfg)["masks"]
+    return [] if masks == "gt" else [str(masks)]
+
+
+def train_split(cfg: Config) -> str:
+    """``train_seg.split``, else data.train_split for ground truth and data.cam_split for pseudo masks."""
+    sec, data = section(cfg), cfg.get("data") or {}
+    if sec["split"]:
+        return str(sec["split"])
+    if sec["masks"] == "gt":
+        return str(data.get("train_split", "train"))
+    return str(data.get("cam_split", data.get("train_split", "train")))
+
+
+class _PseudoMasks:
+    """``mask_fn`` reading ``<stage_dir>/masks/<id>.png`` (picklable, for DataLoader workers)."""
+
+    def __init__(self, mask_dir: Path, num_classes: int) -> None:
+        self.mask_dir, self.num_classes = mask_dir, num_classes
+
+    def path(self, image_id: str) -> Path:
+        return self.mask_dir / f"{image_id}.png"
+
+    def __call__(self, image_id: str) -> np.ndarray:
+        return load_mask(self.path(image_id), self.num_classes)
+
+
+class _EpochIndexed(Dataset):
+    """Adapts a SegmentationSet to ResumableBatchSampler's ``(epoch, index)`` items: sets the epoch per item,
+    so every DataLoader worker augments a sample the same way whatever it did before."""
+
+    def __init__(self, base: SegmentationSet) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        epoch, index = key
+        self.base.set_epoch(epoch)
+        return self.base[index]
+
+
+def mask_source(cfg: Config, ds: SegDataset) -> Any:
+    """The mask reader for training: ground truth or an earlier stage's masks (all checked to exist now,
+    so a missing file fails before hours of training, not in the middle)."""
+    masks = section(cfg)["masks"]
+    if masks == "gt":
+        if not ds.has_masks:
+            raise WSSSError(f"train_seg.masks='gt' but split '{ds.split}' of {ds.name} has no ground-truth masks")
+        return ds.mask
+    reader = _PseudoMasks(Path(cfg.work_dir) / str(masks) / "masks", ds.num_classes)
+    missing = [i for i in ds.ids if not reader.path(i).is_file()]
+    if missing:
+        raise InputError(reader.path(missing[0]), f"pseudo mask missing ({len(missing)} of {len(ds.ids)} ids of "
+                                                  f"split '{ds.split}' have none); run stage '{masks}' on this split")
+    return reader
+
+
+def train_transform(sec: dict[str, Any]) -> Any:
+    """Colour jitter on the uint8 image, then the shared scale / pad / crop / flip / normalise pipeline."""
+    import albumentations as A
+
+    geo = segmentation_transform(int(sec["crop_size"]), train=True, scale_range=tuple(sec["scale_range"]))
+    cj = float(sec["color_jitter"])
+    if cj <= 0:
+        return geo
+    return A.Compose([A.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=min(0.05, cj), p=0.8), geo])
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over labelled pixels. logits [B, C, H, W], target [B, H, W] int64 (255 = ignore).
+
+    Sum over labelled pixels / their count (at least 1): a crop with no labelled pixel gives 0 instead of
+    NaN, and nothing waits for the GPU to say whether one exists.
+    """
+    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (target != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def build_optimizer(model: torch.nn.Module, sec: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD with two groups: pretrained backbone at ``lr``, new layers at ``lr * head_lr_mult``."""
+    lr = float(sec["lr"])
+    groups = [dict(params=model.backbone_parameters(), lr=lr),
+              dict(params=model.head_parameters(), lr=lr * float(sec["head_lr_mult"]))]
+    return torch.optim.SGD(groups, lr=lr, momentum=float(sec["momentum"]), weight_decay=float(sec["weight_decay"]))
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Copy the log to ``path`` while the stage runs (rank 0 only)."""
+    if not dist.is_main():
+        yield
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
+    """Train (or resume) the segmentation net; returns the stage manifest."""
+    sec = section(cfg)
+    name = stage_name(cfg)
+    sync_bn = dist.world_size() > 1 and dist.resolve_device(cfg.get("device", "auto")).type == "cuda"
+    if int(sec["batch_size"]) < 2 and not sync_bn:
+        raise WSSSError("train_seg.batch_size must be >= 2 per process (BatchNorm needs more than one image; "
+                        "only multi-GPU runs, which use SyncBatchNorm, may use 1)")
+    split = train_split(cfg)
+    ds = build_dataset(cfg.data, split)
+    masks = mask_source(cfg, ds)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force)
+    if done:
+        return sd.manifest
+    with _log_to(sd.path / "train.log"):
+        return _train(cfg, sec, name, ds, masks, sd, resume)
+
+
+def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: Any, sd: Any, resume: bool) -> dict:
+    t0 = time.time()
+    device = dist.resolve_device(cfg.get("device", "auto"))
+    seed = int(cfg.seed)
+    seed_everything(seed)
+    iters, bs = int(sec["iters"]), int(sec["batch_size"])
+    use_amp = bool(sec["amp"]) and device.type == "cuda"
+    model_cfg = {**SEG_MODEL_DEFAULTS, **dict(to_plain(cfg.get("seg_model") or {}))}
+    model = build_segmentor(model_cfg, ds.num_classes).to(device)
+    optimizer = build_optimizer(model, sec)
+    scheduler = build_scheduler(optimizer, iters, kind=str(sec["lr_schedule"]), power=float(sec["power"]),
+                                warmup_iters=int(sec["warmup_iters"]))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    last, final = sd.path / "last.pth", sd.path / "final.pth"
+    start, curve, window = 0, [], [0.0, 0]  # window: loss sum and count since the last log line
+    if resume and last.is_file():
+        state = load_checkpoint(last, model, optimizer, scheduler, scaler)
+        start = int(state["iteration"])
+        curve = list(state.get("extra", {}).get("loss_curve", []))
+        window = list(state.get("extra", {}).get("loss_window", window))
+    elif last.is_file():
+        log.warning("%s exists but --resume was not given: training from scratch", last)
+
+    net: torch.nn.Module = model
+    if dist.world_size() > 1:
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+    trainset = SegmentationSet(ds, train_transform(sec), mask_fn=masks, seed=seed)
+    sampler = ResumableBatchSampler(len(ds), bs, iters, seed=seed, start_iter=start)
+    loader = DataLoader(_EpochIndexed(trainset), batch_sampler=sampler, num_workers=int(sec["num_workers"]),
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+    log.info("%s: %d images of split '%s' (%s masks), %d iters x %d/GPU x %d GPU(s), from iter %d, %s%s", name,
+             len(ds), ds.split, sec["masks"], iters, bs, dist.world_size(), start, device, " AMP" if use_amp else "")
+
+    net.train()
+    win_sum = torch.tensor(float(window[0]), device=device)  # on device: no GPU sync per iteration
+    win_n = int(window[1])
+    log_every, ckpt_every = max(1, int(sec["log_interval"])), max(1, int(sec["ckpt_interval"]))
+    bar = tqdm(loader, total=iters, initial=start, desc=name, disable=not dist.is_main(), leave=False)
+    it = start
+    for images, targets, _ in bar:
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            logits = net(images)
+        loss = seg_loss(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        it += 1
+        win_sum += loss.detach().float()
+        win_n += 1
+        if it % log_every == 0 or it == iters:
+            mean = float(win_sum) / win_n
+            curve.append([it, round(mean, 6)])
+            win_sum.zero_()
+            win_n = 0
+            bar.set_postfix(loss=f"{mean:.4f}")
+            log.info("%s iter %d/%d loss %.4f lr %.2e", name, it, iters, mean, optimizer.param_groups[0]["lr"])
+        if (it % ckpt_every == 0 or it == iters) and dist.is_main():
+            save_checkpoint(last, model, optimizer, scheduler, scaler, it,
+                            extra={"loss_curve": curve, "loss_window": [float(win_sum), win_n]})
+    bar.close()
+
+    if dist.is_main():
+        with atomic_path(final) as tmp:
+            torch.save({"model": model.state_dict(), "seg_model": model_cfg, "num_classes": ds.num_classes,
+                        "class_names": list(ds.class_names), "iteration": it}, tmp)
+    loss_first = curve[0][1] if curve else None
+    loss_last = curve[-1][1] if curve else None
+    metrics = {"iters": it, "loss_first": loss_first, "loss_last": loss_last, "loss_curve": curve,
+               "masks": str(sec["masks"]), "split": ds.split, "images": len(ds), "seconds": round(time.time() - t0, 1)}
+    if dist.is_main():
+        write_json_atomic(sd.path / "metrics.json", metrics)
+    log.info("%s: %d iters, loss %s -> %s", name, it, loss_first, loss_last)
+    return close_stage(sd, items=len(ds), metrics={k: metrics[k] for k in ("iters", "loss_first", "loss_last")})
