@@ -42,7 +42,8 @@ from wsss.eval.mask_eval import MaskScorer
 from wsss.refine.crf import PRESETS, CRFParams
 from wsss.refine.pseudo import PseudoParams, make_pseudo_mask, restrict_to_labels
 from stages import make_pseudo
-from stages.crf import CRFTask, map_images, refine_one, resolve_workers
+from stages.crf import CRFTask, refine_one
+from wsss.engine.pool import map_images, resolve_workers
 
 DEFAULT_THRESHOLD = 0.30
 

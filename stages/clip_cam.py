@@ -42,7 +42,7 @@ from wsss.eval.confusion import write_metrics
 from wsss.models.clip_loader import load_clip
 from wsss.refine.clip_cam import ClipCamSettings, TextBank, build_text_bank, clip_cams
 from wsss.refine.clip_prompts import resolve_background, resolve_templates
-from stages.crf import gt_ids, hashed_view
+from wsss.engine.stage import gt_ids, hashed_view
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     sec = section(cfg)
     settings = settings_from(sec)
     name = stage_name(cfg)
-    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, inputs(cfg), force=force)
+    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION, RUNTIME_KEYS), name, CONFIG_KEYS, inputs(cfg), force=force)
     if done:
         return sd.manifest
     split = sec.get("split") or cfg.data.get("cam_split", "train")

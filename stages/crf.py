@@ -41,7 +41,8 @@ from wsss.config import Config
 from wsss.data.base import SegDataset
 from wsss.data.build import build_dataset
 from wsss.data.image_io import read_image
-from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.engine.pool import map_images
+from wsss.engine.stage import cam_dir, check_same_size, close_stage, gt_ids, hashed_view, open_stage, pending, section_of
 from wsss.errors import InputError, WSSSError
 from wsss.eval.confusion import ConfusionMatrix, format_table, write_metrics
 from wsss.refine.crf import CRFParams, dense_crf, require_pydensecrf
@@ -52,122 +53,8 @@ log = logging.getLogger(__name__)
 STAGE = "crf"
 SECTION = "crf"
 CONFIG_KEYS = ("crf", "data")
-#: Section keys that change how fast a stage runs, never what it writes: excluded from the config hash.
-RUNTIME_KEYS = ("num_workers",)
 _CRF_KEYS = ("n_iter", "gauss_sxy", "gauss_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
 _SECTION_KEYS = set(_CRF_KEYS) | {"input", "bg_threshold", "bg_power", "num_workers", "name"}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Shared by the per-image CPU stages (crf, make_pseudo).
-
-def section_of(cfg: Config, section: str, allowed: set[str]) -> dict:
-    """The stage's config section as a plain dict; unknown keys (typos) are a one-line error."""
-    s = cfg.get(section)
-    if s is None:
-        raise WSSSError(f"config has no '{section}' section (inherit configs/_base_/{section}.py)")
-    s = s.to_dict() if hasattr(s, "to_dict") else dict(s)
-    unknown = sorted(set(s) - allowed)
-    if unknown:
-        raise WSSSError(f"unknown key(s) {unknown} in config section '{section}'; expected some of {sorted(allowed)}")
-    if not s.get("input"):
-        raise WSSSError(f"config section '{section}' needs 'input': the CAM stage to read (e.g. 'make_cam')")
-    return s
-
-
-def hashed_view(cfg: Config, keys: Sequence[str], section: str) -> Config:
-    """A copy of the config keys a stage reads, minus :data:`RUNTIME_KEYS` of its section, for open_stage.
-
-    Why: the worker count must not invalidate finished artifacts (a re-run on a bigger machine would be
-    refused as a 'different run' otherwise).
-    """
-    view = {k: copy.deepcopy(cfg.get(k)) for k in set(keys) | {"seed"}}
-    view[section] = {k: v for k, v in dict(view[section]).items() if k not in RUNTIME_KEYS}
-    out = Config(view)
-    out.work_dir = cfg.work_dir
-    return out
-
-
-def resolve_workers(num_workers: int | None) -> int:
-    """``0``/None -> the cores this process may use; otherwise the number given (>= 1)."""
-    if not num_workers:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
-    if int(num_workers) < 0:
-        raise WSSSError(f"num_workers must be >= 0 (0 = all cores), got {num_workers}")
-    return int(num_workers)
-
-
-def _worker_init() -> None:
-    """Pool workers run one image at a time each: keep OpenCV from adding threads on top of the processes."""
-    try:
-        import cv2
-        cv2.setNumThreads(1)
-    except Exception:  # pragma: no cover - cv2 is a dependency, but threads are only a speed matter
-        pass
-
-
-def map_images(fn: Callable[[Any], str | None], tasks: Sequence[Any], num_workers: int | None, desc: str,
-               start_method: str | None = None) -> int:
-    """Run ``fn(task)`` for every task, in a process pool when ``num_workers`` != 1, with a progress bar.
-
-    ``fn`` must be a module-level function (picklable, so 'fork' and 'spawn' both work) that writes its own
-    output atomically and returns None, or a one-line error message (returned rather than raised: wsss's
-    exceptions take extra constructor arguments and do not survive pickling). The first error stops the
-    pool and is raised here as a WSSSError. Returns the number of tasks done.
-
-    ``start_method``: default 'fork' on Linux (workers start instantly), 'spawn' elsewhere.
-    """
-    workers = min(resolve_workers(num_workers), max(1, len(tasks)))
-    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not dist.is_main() or not tasks)
-    try:
-        if workers == 1:
-            for t in tasks:
-                err = fn(t)
-                if err:
-                    raise WSSSError(err)
-                bar.update(1)
-            return len(tasks)
-        method = start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
-        ctx = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = [pool.submit(fn, t) for t in tasks]
-            try:
-                remaining = set(futures)
-                while remaining:
-                    done, remaining = wait(remaining, return_when=FIRST_EXCEPTION, timeout=0.5)
-                    for f in done:
-                        err = f.result()
-                        if err:
-                            raise WSSSError(err)
-                        bar.update(1)
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-        return len(tasks)
-    finally:
-        bar.close()
-
-
-def check_same_size(cam_path: str | Path, cams: np.ndarray, image_hw: tuple[int, int]) -> None:
-    """CAMs are stored at the original image size; anything else is a broken artifact."""
-    if tuple(cams.shape[1:]) != tuple(image_hw):
-        raise InputError(cam_path, f"CAMs are {cams.shape[1]}x{cams.shape[2]} but the image is "
-                                   f"{image_hw[0]}x{image_hw[1]} (CAMs must be at the original image size)")
-
-
-def cam_dir(cfg: Config, stage: str) -> Path:
-    return Path(cfg.work_dir) / stage / "cams"
-
-
-def gt_ids(ds: SegDataset, ids: Sequence[str]) -> list[str]:
-    """The ids that have a ground-truth mask file (custom data may have masks for a few images only)."""
-    if not ds.has_masks:
-        return []
-    return [i for i in ids if ds.mask_path(i) is not None and ds.mask_path(i).is_file()]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ from wsss.eval.confusion import format_table, write_metrics
 from wsss.eval.mask_eval import MaskScorer, describe, scalar_metrics
 from wsss.refine.crf import require_pydensecrf
 from wsss.refine.pseudo import PseudoParams, make_pseudo_mask, restrict_to_labels
-from stages.crf import cam_dir, check_same_size, gt_ids, hashed_view, map_images, section_of
+from wsss.engine.pool import map_images
+from wsss.engine.stage import cam_dir, check_same_size, gt_ids, hashed_view, section_of
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Sequence
 
+from wsss import dist
 from wsss.artifacts import read_manifest
 from wsss.config import Config
 from wsss.errors import WSSSError
@@ -100,10 +101,47 @@ def quality_of(manifest: dict | None) -> str:
     return ", ".join(parts)
 
 
+def ensure_synthetic(data_cfg: Any, force: bool = False) -> bool:
+    """Generate the synthetic dataset a config describes in ``data.generate`` unless it is already there.
+
+    Returns True when it generated. A dataset at ``data.root`` made with other parameters is refused (the
+    stages downstream would silently train on other images) unless ``force``.
+    """
+    gen = data_cfg.get("generate") if data_cfg else None
+    if data_cfg is None or data_cfg.get("type") != "synthetic" or not gen:
+        return False
+    from pathlib import Path
+    import json
+    from tqdm import tqdm
+    from wsss.data.synthetic import META_FILE, generate_synthetic
+
+    gen = dict(gen)
+    root = Path(str(data_cfg["root"]))
+    meta_path = root / META_FILE
+    if meta_path.is_file():
+        params = json.loads(meta_path.read_text()).get("params", {})
+        differing = sorted(k for k, v in gen.items() if params.get(k) != v)
+        if not differing:
+            log.info("synthetic dataset in %s is complete with the configured parameters", root)
+            return False
+        if not force:
+            raise WSSSError(f"{root}: synthetic dataset was made with other parameters ({', '.join(differing)}); "
+                            f"pass --force to regenerate or set data.root elsewhere")
+    log.info("generating the synthetic dataset in %s (%s)", root, gen)
+    generate_synthetic(root, progress=lambda jobs: tqdm(jobs, desc="synthetic", unit="img"), **gen)
+    return True
+
+
 def run_pipeline(cfg: Config, start: str | None = None, until: str | None = None, resume: bool = False,
                  force: bool = False) -> list[StageResult]:
-    """Run the selected stages in order. A failing stage stops the chain (later ones are 'not run')."""
+    """Run the selected stages in order. A failing stage stops the chain (later ones are 'not run').
+
+    A synthetic dataset declared with ``data.generate`` is made first when it does not exist yet.
+    """
     entries = select(parse_pipeline(cfg), start, until)
+    if dist.is_main():
+        ensure_synthetic(cfg.get("data"), force=force)
+    dist.barrier()
     results: list[StageResult] = []
     for k, entry in enumerate(entries):
         module = entry.load()

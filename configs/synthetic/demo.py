@@ -1,0 +1,46 @@
+# The README demo: the whole chain on the built-in synthetic dataset, CPU, minutes.
+#   python tools/run_pipeline.py configs/synthetic/demo.py
+# Generates data/synthetic_demo (if missing), trains an EfficientNet-Lite0 classifier from the offline ImageNet
+# weights, makes CAMs, learns an affinity and propagates the CAMs by random walk, makes pseudo masks with a dense
+# CRF, trains DeepLabV3+ on them, and evaluates on val next to the same network trained on ground truth.
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/synthetic.py',
+    '../_base_/models/cam_classifier.py',
+    '../_base_/schedules/cls_sgd_poly.py',
+    '../_base_/affinity.py',
+    '../_base_/pseudo.py',
+    '../_base_/models/seg_deeplabv3plus_lite0.py',
+    '../_base_/schedules/seg_synthetic.py',
+]
+work_dir = 'work_dirs/demo'
+data = dict(root='data/synthetic_demo',
+            generate=dict(num_train=200, num_val=60, seed=0, size=96))
+
+cls_model = dict(backbone='tf_efficientnet_lite0', pretrained=False, weights='efficientnet-lite0-package')
+train_cls = dict(iters=200, batch_size=16, lr=0.02, crop_size=96, scale_range=(0.7, 1.3), ckpt_interval=50,
+                 val_interval=0, log_interval=25, num_workers=0)
+cam = dict(scales=[1.0, 0.5, 1.5], flip=True, batch_size=16, num_workers=0)
+
+aff_model = dict(backbone='tf_efficientnet_lite0', weights='efficientnet-lite0-package', feature_stride=4,
+                 max_stride=32, proj_dim=32, embed_dim=64)
+train_aff = dict(crop_size=96, iters=150, batch_size=8, lr=0.01, ckpt_interval=50, log_interval=25, num_workers=0)
+propagate = dict(method='rw', radius=5, beta=10, t=256, scales=[1.0], flip=True, bg='none')
+
+pseudo = dict(input='propagate', use_crf=True)
+
+seg_model = dict(head_channels=64)
+train_seg = dict(iters=200, batch_size=8, crop_size=96, ckpt_interval=50, num_workers=0)
+eval_seg = dict(scales=[0.75, 1.0, 1.25], flip=True)
+
+pipeline = [
+    'train_cls',
+    'make_cam',
+    'train_aff',
+    'propagate',
+    'make_pseudo',
+    dict(module='train_seg', name='train_seg_gt', cfg=dict(train_seg=dict(masks='gt', name='train_seg_gt'))),
+    dict(module='eval_seg', name='eval_seg_gt', cfg=dict(eval_seg=dict(name='eval_seg_gt', input='train_seg_gt'))),
+    'train_seg',
+    'eval_seg',
+]
