@@ -22,12 +22,7 @@ make_pseudo) use.
 
 from __future__ import annotations
 
-import copy
 import logging
-import multiprocessing
-import os
-import sys
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -43,7 +38,7 @@ from wsss.data.build import build_dataset
 from wsss.data.image_io import read_image
 from wsss.engine.pool import map_images
 from wsss.engine.stage import cam_dir, check_same_size, close_stage, gt_ids, hashed_view, open_stage, pending, section_of
-from wsss.errors import InputError, WSSSError
+from wsss.errors import WSSSError
 from wsss.eval.confusion import ConfusionMatrix, format_table, write_metrics
 from wsss.refine.crf import CRFParams, dense_crf, require_pydensecrf
 from wsss.refine.pseudo import background_score, label_lut, scores_to_probs
