@@ -1,0 +1,343 @@
+"""Stage train_aff: learn pixel-pair affinities from the confident parts of the CAMs (AffinityNet).
+
+Reads ``<work_dir>/<train_aff.input>/cams/<id>.npz`` for the ids of ``train_aff.split`` (default
+``data.cam_split``). Writes ``<work_dir>/<train_aff.name>/``:
+
+* ``seeds/<id>.png``: confident labels per image (class where max CAM > ``conf_fg``, 0 where max CAM <=
+  ``conf_bg``, 255 in between; optionally CRF-refined), made once per image (per-image resume, sharded);
+* ``last.pth`` every ``ckpt_interval`` iterations and at the end; ``final.pth`` (weights + ``aff_model``);
+* ``metrics.json`` (seed coverage / accuracy against ground truth when there is one, loss curve), ``train.log``.
+
+Training: random scale / crop / flip of image and seeds together, seeds sampled on the stride-``feature_stride``
+grid, pair labels for all offsets within ``radius`` (:mod:`wsss.refine.affinity_labels`), the balanced
+AffinityNet loss (:mod:`wsss.refine.affinity_loss`). SGD or AdamW, poly schedule, AMP on CUDA, DDP under
+torchrun. ``--resume`` continues from ``last.pth`` bit-for-bit on CPU (batch order from
+:class:`ResumableBatchSampler`, augmentation from (seed, epoch, index), a private DataLoader generator).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from wsss import dist
+from wsss.artifacts import atomic_path, write_json_atomic
+from wsss.cam.io import load_cam
+from wsss.config import Config, to_plain
+from wsss.data.base import SegDataset
+from wsss.data.build import build_dataset
+from wsss.data.palette import IGNORE_INDEX, load_mask, save_mask
+from wsss.data.torch_sets import SegmentationSet
+from wsss.data.transforms import segmentation_transform
+from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.sampling import ResumableBatchSampler
+from wsss.engine.schedule import build_scheduler
+from wsss.engine.seed import seed_everything
+from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.errors import InputError, WSSSError
+from wsss.models.affinity_net import AffinityNet, build_affinity_net
+from wsss.ops import radius_offsets
+from wsss.refine.affinity_labels import downsample_labels, pair_labels, seed_labels
+from wsss.refine.affinity_loss import affinity_loss
+
+log = logging.getLogger(__name__)
+
+STAGE = "train_aff"
+CONFIG_KEYS = ("data", "aff_model", "train_aff")
+#: Test hook: SIGKILL this process right after the given (1-based) iteration (after its checkpoint, if any).
+KILL_ENV = "WSSS_TEST_KILL_AT_ITER"
+
+#: Defaults of the ``aff_model`` section (configs/_base_/affinity.py repeats them).
+MODEL_DEFAULTS: dict[str, Any] = dict(backbone="resnet50", pretrained=False, weights=None, feature_stride=4,
+                                      max_stride=32, proj_dim=64, embed_dim=128)
+#: Defaults of the ``train_aff`` section.
+DEFAULTS: dict[str, Any] = dict(
+    input="make_cam", name=None, split=None, conf_fg=0.30, conf_bg=0.05, use_crf=False, crf=None, radius=5,
+    crop_size=256, scale_range=(0.7, 1.3), iters=2000, batch_size=8, optimizer="sgd", lr=0.01,
+    head_lr_mult=10.0, momentum=0.9, weight_decay=1e-4, lr_schedule="poly", power=0.9, warmup_iters=0,
+    freeze_backbone=False, amp=True, num_workers=2, ckpt_interval=200, log_interval=20,
+)
+
+
+def _section(cfg: Config, key: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    sec = dict(to_plain(cfg.get(key) or {}))
+    unknown = sorted(set(sec) - set(defaults))
+    if unknown:
+        raise WSSSError(f"unknown {key} key(s) {unknown}; expected some of {sorted(defaults)}")
+    return {**defaults, **sec}
+
+
+def section(cfg: Config) -> dict[str, Any]:
+    """The ``train_aff`` section with defaults filled in (unknown keys are an error)."""
+    return _section(cfg, "train_aff", DEFAULTS)
+
+
+def model_config(cfg: Config) -> dict[str, Any]:
+    """The ``aff_model`` section with defaults filled in."""
+    return _section(cfg, "aff_model", MODEL_DEFAULTS)
+
+
+def stage_name(cfg: Config) -> str:
+    return str(section(cfg)["name"] or STAGE)
+
+
+def inputs(cfg: Config) -> list[str]:
+    """The CAM stage whose confident regions supervise the affinities."""
+    return [str(section(cfg)["input"])]
+
+
+def split_of(cfg: Config, sec: dict[str, Any]) -> str:
+    data = cfg.get("data") or {}
+    return str(sec.get("split") or data.get("cam_split") or data.get("train_split", "train"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Seeds
+
+def _crf_params(sec: dict[str, Any]) -> Any:
+    if not sec["use_crf"]:
+        return None
+    from wsss.refine.crf import CRFParams, require_pydensecrf
+    require_pydensecrf()
+    return CRFParams.from_config(sec.get("crf") or {})
+
+
+def make_seeds(ds: SegDataset, cam_dir: Path, seed_dir: Path, sec: dict[str, Any]) -> int:
+    """Write ``seed_dir/<id>.png`` for this rank's images that have none yet. Returns how many were made."""
+    crf = _crf_params(sec)
+    todo = pending(ds.ids, lambda i: seed_dir / f"{i}.png")
+    for image_id in tqdm(todo, desc="affinity seeds", unit="img", disable=not dist.is_main() or not todo):
+        cam_path = cam_dir / f"{image_id}.npz"
+        keys, cams = load_cam(cam_path)
+        image = ds.image(image_id)
+        if cams.shape[1:] != image.shape[:2]:
+            raise InputError(cam_path, f"CAMs are {cams.shape[2]}x{cams.shape[1]}, image is "
+                                       f"{image.shape[1]}x{image.shape[0]} (CAMs must be at the image size)")
+        save_mask(seed_dir / f"{image_id}.png", seed_labels(keys, cams, float(sec["conf_fg"]), float(sec["conf_bg"]),
+                                                            image if crf is not None else None, crf))
+    return len(todo)
+
+
+def seed_quality(ds: SegDataset, seed_dir: Path) -> dict[str, Any]:
+    """Shares of foreground / background / labelled seed pixels and, with ground truth, each kind's accuracy."""
+    total = 0
+    share = {"fg": 0, "bg": 0}
+    correct = {"fg": 0, "bg": 0}
+    scored = {"fg": 0, "bg": 0}
+    for image_id in ds.ids:
+        seeds = load_mask(seed_dir / f"{image_id}.png", ds.num_classes)
+        total += seeds.size
+        kinds = {"bg": seeds == 0, "fg": (seeds != 0) & (seeds != IGNORE_INDEX)}
+        gt = ds.mask(image_id) if ds.has_masks else None
+        for kind, sel in kinds.items():
+            share[kind] += int(sel.sum())
+            if gt is not None:
+                sel = sel & (gt != IGNORE_INDEX)
+                scored[kind] += int(sel.sum())
+                correct[kind] += int((seeds[sel] == gt[sel]).sum())
+    out: dict[str, Any] = {"seed_coverage": round((share["fg"] + share["bg"]) / max(1, total), 6)}
+    for kind in ("fg", "bg"):
+        out[f"seed_{kind}_share"] = round(share[kind] / max(1, total), 6)
+        out[f"seed_{kind}_accuracy"] = round(correct[kind] / scored[kind], 6) if scored[kind] else None
+    return out
+
+
+def warn_if_degenerate(name: str, quality: dict[str, Any], sec: dict[str, Any]) -> None:
+    """Seeds that are nearly all foreground or nearly no background teach no boundaries (no ground truth needed)."""
+    fg, bg = quality["seed_fg_share"], quality["seed_bg_share"]
+    if fg > 0.6 or bg < 0.05:
+        log.warning("%s: seeds are %.0f %% foreground and %.0f %% background: conf_fg=%s / conf_bg=%s probably do not "
+                    "fit these CAMs (raise them if CAMs leak into the background), or the affinities will not learn "
+                    "object boundaries", name, 100 * fg, 100 * bg, sec["conf_fg"], sec["conf_bg"])
+
+
+class SeedMasks:
+    """``mask_fn`` reading ``seed_dir/<id>.png`` (picklable, for DataLoader workers)."""
+
+    def __init__(self, seed_dir: Path, num_classes: int) -> None:
+        self.seed_dir, self.num_classes = seed_dir, num_classes
+
+    def __call__(self, image_id: str) -> np.ndarray:
+        return load_mask(self.seed_dir / f"{image_id}.png", self.num_classes)
+
+
+class _EpochIndexed(Dataset):
+    """ResumableBatchSampler yields ``(epoch, index)``; set the epoch per item so any worker augments alike."""
+
+    def __init__(self, base: SegmentationSet) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        epoch, index = key
+        self.base.set_epoch(epoch)
+        return self.base[index]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+
+def build_optimizer(model: AffinityNet, sec: dict[str, Any]) -> torch.optim.Optimizer:
+    """Backbone at ``lr`` (left out when frozen), new layers at ``lr * head_lr_mult``."""
+    lr = float(sec["lr"])
+    new = [p for m in model.new_modules for p in m.parameters()]
+    groups = [dict(params=new, lr=lr * float(sec["head_lr_mult"]))]
+    if not sec["freeze_backbone"]:
+        groups.insert(0, dict(params=list(model.backbone.parameters()), lr=lr))
+    kind = str(sec["optimizer"]).lower()
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=float(sec["momentum"]),
+                               weight_decay=float(sec["weight_decay"]))
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=float(sec["weight_decay"]))
+    raise WSSSError(f"train_aff.optimizer must be 'sgd' or 'adamw', got '{sec['optimizer']}'")
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Copy the log to ``path`` while the stage runs (rank 0 only)."""
+    if not dist.is_main():
+        yield
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
+    sec, mcfg = section(cfg), model_config(cfg)
+    name, src = stage_name(cfg), inputs(cfg)[0]
+    crop, top = int(sec["crop_size"]), int(mcfg["max_stride"])
+    if crop % top:
+        raise WSSSError(f"train_aff.crop_size ({crop}) must be a multiple of aff_model.max_stride ({top})")
+    if int(sec["batch_size"]) < 2 and dist.world_size() == 1 and not sec["freeze_backbone"]:
+        raise WSSSError("train_aff.batch_size must be >= 2 (BatchNorm in the backbone)")
+    ds = build_dataset(cfg.data, split_of(cfg, sec))
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force)
+    if done:
+        return sd.manifest
+    with _log_to(sd.path / "train.log"):
+        seed_dir = sd.path / "seeds"
+        made = make_seeds(ds, Path(cfg.work_dir) / src / "cams", seed_dir, sec)
+        dist.barrier()
+        quality = seed_quality(ds, seed_dir) if dist.is_main() else {}
+        if quality:
+            log.info("%s: %d seed maps made (%d already there); %s", name, made, len(ds) - made,
+                     ", ".join(f"{k} {v}" for k, v in quality.items() if v is not None))
+            warn_if_degenerate(name, quality, sec)
+        return _train(cfg, sec, mcfg, name, ds, seed_dir, sd, resume, quality)
+
+
+def _train(cfg: Config, sec: dict[str, Any], mcfg: dict[str, Any], name: str, ds: SegDataset, seed_dir: Path,
+           sd: Any, resume: bool, quality: dict[str, Any]) -> dict:
+    t0 = time.time()
+    device = dist.resolve_device(cfg.get("device", "auto"))
+    seed = int(cfg.seed)
+    seed_everything(seed)
+    iters, bs = int(sec["iters"]), int(sec["batch_size"])
+    use_amp = bool(sec["amp"]) and device.type == "cuda"
+    model = build_affinity_net(**mcfg).to(device)
+    if sec["freeze_backbone"]:
+        model.backbone.requires_grad_(False)
+    optimizer = build_optimizer(model, sec)
+    scheduler = build_scheduler(optimizer, iters, kind=str(sec["lr_schedule"]), power=float(sec["power"]),
+                                warmup_iters=int(sec["warmup_iters"]))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    offsets = radius_offsets(int(sec["radius"]))
+    stride = int(mcfg["feature_stride"])
+
+    last, final = sd.path / "last.pth", sd.path / "final.pth"
+    start, curve = 0, []
+    if resume and last.is_file():
+        state = load_checkpoint(last, model, optimizer, scheduler, scaler)
+        start = int(state["iteration"])
+        curve = list(state.get("extra", {}).get("loss_curve", []))
+    elif last.is_file():
+        log.warning("%s exists but --resume was not given: training from scratch", last)
+
+    net: torch.nn.Module = model
+    if dist.world_size() > 1:
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    transform = segmentation_transform(int(sec["crop_size"]), train=True, scale_range=tuple(sec["scale_range"]))
+    trainset = SegmentationSet(ds, transform, mask_fn=SeedMasks(seed_dir, ds.num_classes), seed=seed)
+    sampler = ResumableBatchSampler(len(ds), bs, iters, seed=seed, start_iter=start)
+    loader = DataLoader(_EpochIndexed(trainset), batch_sampler=sampler, num_workers=int(sec["num_workers"]),
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+    log.info("%s: %d images of '%s', %s, %d offsets (radius %d), %d iters x %d/GPU x %d GPU(s), from iter %d, "
+             "%s%s", name, len(ds), ds.split, mcfg["backbone"], len(offsets), int(sec["radius"]), iters, bs,
+             dist.world_size(), start, device, " AMP" if use_amp else "")
+
+    net.train()
+    if sec["freeze_backbone"]:
+        model.backbone.eval()
+    window: dict[str, list[float]] = {}
+    log_every, ckpt_every = max(1, int(sec["log_interval"])), max(1, int(sec["ckpt_interval"]))
+    kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
+    bar = tqdm(loader, total=iters, initial=start, desc=name, disable=not dist.is_main(), leave=False)
+    it = start
+    for images, seeds, _ in bar:
+        images = images.to(device, non_blocking=True)
+        seeds = seeds.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            aff = net(images, offsets)
+        grid = downsample_labels(seeds, stride, size=tuple(aff.shape[-2:]))
+        bg_pos, fg_pos, neg = pair_labels(grid, offsets)
+        parts = affinity_loss(aff.float(), bg_pos, fg_pos, neg)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(parts["loss"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        it += 1
+        for k, v in parts.items():
+            window.setdefault(k, []).append(float(v.detach()))
+        window.setdefault("pairs_neg", []).append(float(neg.sum()))
+        if it % log_every == 0 or it == iters:
+            means = {k: float(np.mean(v)) for k, v in window.items()}
+            window = {}
+            curve.append([it, round(means["loss"], 6)])
+            bar.set_postfix(loss=f"{means['loss']:.4f}")
+            log.info("%s iter %d/%d loss %.4f (bg %.4f fg %.4f neg %.4f, %.0f neg pairs/batch) lr %.2e", name, it,
+                     iters, means["loss"], means["bg"], means["fg"], means["neg"], means["pairs_neg"],
+                     optimizer.param_groups[0]["lr"])
+        if (it % ckpt_every == 0 or it == iters) and dist.is_main():
+            save_checkpoint(last, model, optimizer, scheduler, scaler, it, extra={"loss_curve": curve})
+        if kill_at and it == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+
+    if dist.is_main():
+        with atomic_path(final) as tmp:
+            torch.save({"model": model.state_dict(), "aff_model": mcfg, "radius": int(sec["radius"]),
+                        "iteration": it}, tmp)
+    loss_first = curve[0][1] if curve else None
+    loss_last = curve[-1][1] if curve else None
+    metrics = {"iters": it, "loss_first": loss_first, "loss_last": loss_last, "loss_curve": curve,
+               "split": ds.split, "images": len(ds), "seconds": round(time.time() - t0, 1), **quality}
+    if dist.is_main():
+        write_json_atomic(sd.path / "metrics.json", metrics)
+    log.info("%s: %d iters, loss %s -> %s", name, it, loss_first, loss_last)
+    keep = ("iters", "loss_first", "loss_last", "seed_coverage", "seed_fg_accuracy", "seed_bg_accuracy")
+    return close_stage(sd, items=len(ds), metrics={k: metrics.get(k) for k in keep})
