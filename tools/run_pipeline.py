@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="start", default=None, help="first stage to run (folder name)")
     parser.add_argument("--until", default=None, help="last stage to run (folder name)")
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
     try:
-        dist.init_from_env()
+        dist.init_from_env()  # before logging, so non-zero ranks log warnings only
+        setup_logging(args.log_level)
         cfg = config_from_args(args)
         results = run_pipeline(cfg, args.start, args.until, resume=args.resume, force=args.force)
     except WSSSError as e:

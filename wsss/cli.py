@@ -39,9 +39,9 @@ def run_stage_cli(run: Callable[..., Any], description: str, argv: Sequence[str]
     """Parse the shared CLI, run ``run(cfg, resume=..., force=...)`` and turn user errors into one line."""
     parser = parser or stage_parser(description)
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
     try:
-        dist.init_from_env()
+        dist.init_from_env()  # before logging, so non-zero ranks log warnings only
+        setup_logging(args.log_level)
         cfg = config_from_args(args)
         extra = {k: v for k, v in vars(args).items()
                  if k not in {"config", "work_dir", "resume", "force", "cfg_options", "log_level"}}
