@@ -17,17 +17,16 @@ torchrun. ``--resume`` continues from ``last.pth`` bit-for-bit on CPU (batch ord
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from wsss import dist
@@ -40,7 +39,8 @@ from wsss.data.palette import IGNORE_INDEX, load_mask, save_mask
 from wsss.data.torch_sets import SegmentationSet
 from wsss.data.transforms import segmentation_transform
 from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
-from wsss.engine.sampling import ResumableBatchSampler
+from wsss.log import log_to
+from wsss.engine.sampling import EpochIndexed, ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
 from wsss.engine.stage import close_stage, open_stage, pending
@@ -171,21 +171,6 @@ class SeedMasks:
         return load_mask(self.seed_dir / f"{image_id}.png", self.num_classes)
 
 
-class _EpochIndexed(Dataset):
-    """ResumableBatchSampler yields ``(epoch, index)``; set the epoch per item so any worker augments alike."""
-
-    def __init__(self, base: SegmentationSet) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        epoch, index = key
-        self.base.set_epoch(epoch)
-        return self.base[index]
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Training
 
@@ -205,23 +190,6 @@ def build_optimizer(model: AffinityNet, sec: dict[str, Any]) -> torch.optim.Opti
     raise WSSSError(f"train_aff.optimizer must be 'sgd' or 'adamw', got '{sec['optimizer']}'")
 
 
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """Copy the log to ``path`` while the stage runs (rank 0 only)."""
-    if not dist.is_main():
-        yield
-        return
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-
-
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
     sec, mcfg = section(cfg), model_config(cfg)
@@ -235,7 +203,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force)
     if done:
         return sd.manifest
-    with _log_to(sd.path / "train.log"):
+    with log_to(sd.path / "train.log"):
         seed_dir = sd.path / "seeds"
         made = make_seeds(ds, Path(cfg.work_dir) / src / "cams", seed_dir, sec)
         dist.barrier()
@@ -283,7 +251,7 @@ def _train(cfg: Config, sec: dict[str, Any], mcfg: dict[str, Any], name: str, ds
     transform = segmentation_transform(int(sec["crop_size"]), train=True, scale_range=tuple(sec["scale_range"]))
     trainset = SegmentationSet(ds, transform, mask_fn=SeedMasks(seed_dir, ds.num_classes), seed=seed)
     sampler = ResumableBatchSampler(len(ds), bs, iters, seed=seed, start_iter=start)
-    loader = DataLoader(_EpochIndexed(trainset), batch_sampler=sampler, num_workers=int(sec["num_workers"]),
+    loader = DataLoader(EpochIndexed(trainset), batch_sampler=sampler, num_workers=int(sec["num_workers"]),
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
     log.info("%s: %d images of '%s', %s, %d offsets (radius %d), %d iters x %d/GPU x %d GPU(s), from iter %d, "
              "%s%s", name, len(ds), ds.split, mcfg["backbone"], len(offsets), int(sec["radius"]), iters, bs,

@@ -17,16 +17,15 @@ its own generator so creating it consumes no global randomness.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from wsss import dist
@@ -38,7 +37,8 @@ from wsss.data.palette import IGNORE_INDEX, load_mask
 from wsss.data.torch_sets import SegmentationSet
 from wsss.data.transforms import segmentation_transform
 from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
-from wsss.engine.sampling import ResumableBatchSampler
+from wsss.log import log_to
+from wsss.engine.sampling import EpochIndexed, ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
 from wsss.engine.stage import close_stage, open_stage
@@ -101,22 +101,6 @@ class _PseudoMasks:
         return load_mask(self.path(image_id), self.num_classes)
 
 
-class _EpochIndexed(Dataset):
-    """Adapts a SegmentationSet to ResumableBatchSampler's ``(epoch, index)`` items: sets the epoch per item,
-    so every DataLoader worker augments a sample the same way whatever it did before."""
-
-    def __init__(self, base: SegmentationSet) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        epoch, index = key
-        self.base.set_epoch(epoch)
-        return self.base[index]
-
-
 def mask_source(cfg: Config, ds: SegDataset) -> Any:
     """The mask reader for training: ground truth or an earlier stage's masks (all checked to exist now,
     so a missing file fails before hours of training, not in the middle)."""
@@ -162,23 +146,6 @@ def build_optimizer(model: torch.nn.Module, sec: dict[str, Any]) -> torch.optim.
     return torch.optim.SGD(groups, lr=lr, momentum=float(sec["momentum"]), weight_decay=float(sec["weight_decay"]))
 
 
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """Copy the log to ``path`` while the stage runs (rank 0 only)."""
-    if not dist.is_main():
-        yield
-        return
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-
-
 def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
     """Train (or resume) the segmentation net; returns the stage manifest."""
     sec = section(cfg)
@@ -193,7 +160,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
     sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force)
     if done:
         return sd.manifest
-    with _log_to(sd.path / "train.log"):
+    with log_to(sd.path / "train.log"):
         return _train(cfg, sec, name, ds, masks, sd, resume)
 
 
@@ -229,7 +196,7 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
                                                         else None)
     trainset = SegmentationSet(ds, train_transform(sec), mask_fn=masks, seed=seed)
     sampler = ResumableBatchSampler(len(ds), bs, iters, seed=seed, start_iter=start)
-    loader = DataLoader(_EpochIndexed(trainset), batch_sampler=sampler, num_workers=int(sec["num_workers"]),
+    loader = DataLoader(EpochIndexed(trainset), batch_sampler=sampler, num_workers=int(sec["num_workers"]),
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
     log.info("%s: %d images of split '%s' (%s masks), %d iters x %d/GPU x %d GPU(s), from iter %d, %s%s", name,
              len(ds), ds.split, sec["masks"], iters, bs, dist.world_size(), start, device, " AMP" if use_amp else "")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from wsss import dist
 
@@ -28,3 +30,21 @@ def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None)
         root.addHandler(fh)
     for noisy in ("PIL", "matplotlib", "urllib3", "timm"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def log_to(path: str | Path) -> Iterator[None]:
+    """Copy the log into ``path`` (a stage's ``train.log``) while the block runs; rank 0 only."""
+    if not dist.is_main():
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()

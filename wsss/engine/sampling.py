@@ -51,3 +51,22 @@ class ResumableBatchSampler:
                 glob = order[b * self.global_batch:(b + 1) * self.global_batch]
                 yield [(epoch, i) for i in glob[self.rank::self.world]]
                 it += 1
+
+
+class EpochIndexed(torch.utils.data.Dataset):
+    """Adapts a dataset with ``set_epoch`` to :class:`ResumableBatchSampler`'s ``(epoch, index)`` items.
+
+    The epoch is set per item, inside whichever DataLoader worker loads it, so a sample is augmented the same
+    way whatever that worker did before (and whatever the number of workers).
+    """
+
+    def __init__(self, base: torch.utils.data.Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        self.base.set_epoch(epoch)  # type: ignore[attr-defined]
+        return self.base[index]
