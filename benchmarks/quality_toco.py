@@ -1,0 +1,148 @@
+"""Seed quality of ToCo vs the same ViT trained with the classification loss only, on the synthetic set.
+
+    python benchmarks/quality_toco.py [--out-dir /tmp/wsss_quality_toco] [--num-train 300] [--num-val 100]
+        [--size 128] [--data-seed 0] [--iters 300] [--seed 0] [--threads 1] [--ops-backend auto|torch|cpp]
+        [--variants toco,cls_only,cls_aux]
+
+For each variant the real stages run in-process on the same generated data with the same seed and number of
+iterations: ``stages.train_cls`` then ``stages.make_cam`` (CAMs on the train split at the config's scales +
+flip). Variants (configs/synthetic/):
+
+* ``toco``: toco_vit_tiny.py, classification + auxiliary classification + PTC + CTC;
+* ``cls_only``: toco_vit_tiny_clsonly.py, the same ViT with the final classification loss only;
+* ``cls_aux`` (optional ablation): classification + auxiliary classification, no token contrast.
+
+Reported per variant: seed mIoU on train at the configured background threshold (``cam.bg_threshold``) and the
+oracle threshold (swept on ground truth: an upper bound, not a result), val mAP of the classifier, the
+over-smoothing diagnostic (mean |cos| between the final patch tokens of an image, on val images; 1 = all
+tokens alike), the last logged losses and the wall / main-process CPU time of each stage. Prints a markdown table for
+docs/benchmarks.md. A variant whose stages are complete in ``--out-dir`` is not recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import wsss.models.toco  # noqa: F401  (registers cls_model type 'toco')
+from stages import make_cam, train_cls
+from wsss.cam.multiscale import normalise_images
+from wsss.config import load_config
+from wsss.data.build import build_dataset
+from wsss.data.synthetic import generate_synthetic
+from wsss.log import setup_logging
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "toco": ("configs/synthetic/toco_vit_tiny.py", {}),
+    "cls_only": ("configs/synthetic/toco_vit_tiny_clsonly.py", {}),
+    "cls_aux": ("configs/synthetic/toco_vit_tiny.py", {"cls_model.ptc_weight": 0.0, "cls_model.ctc_weight": 0.0}),
+}
+log = logging.getLogger("quality_toco")
+
+
+@torch.no_grad()
+def token_similarity(cfg, num_images: int = 32) -> float:
+    """Mean |cos| between distinct final patch tokens of each val image (resized to the training crop)."""
+    ds = build_dataset(cfg.data, cfg.data.val_split)
+    model = make_cam.load_model(cfg, ds.num_classes - 1, torch.device("cpu"))
+    size = int(cfg.train_cls.crop_size)
+    sims = []
+    for i in ds.ids[:num_images]:
+        img = torch.from_numpy(ds.image(i))[None]
+        x = torch.nn.functional.interpolate(normalise_images(img), size=(size, size), mode="bilinear",
+                                            align_corners=False)
+        t = torch.nn.functional.normalize(model.encode(x)["patches"].flatten(2)[0].T, dim=1)  # [N, D]
+        cos = (t @ t.T).abs()
+        n = cos.shape[0]
+        sims.append(float((cos.sum() - cos.diagonal().sum()) / (n * (n - 1))))
+    return sum(sims) / len(sims)
+
+
+def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, seed: int | None = None) -> dict:
+    """Train, make CAMs and score one variant; a finished variant's saved row is returned as is."""
+    config, overrides = VARIANTS[name]
+    options = {"data.root": str(data_root), **overrides}
+    if iters is not None:
+        options["train_cls.iters"] = iters
+    if seed is not None:
+        options["seed"] = seed
+    cfg = load_config(ROOT / config, cfg_options=options,
+                      work_dir=out_dir / (name if seed is None else f"{name}_seed{seed}"))
+    row_file = Path(cfg.work_dir) / "quality_row.json"
+    if row_file.is_file():
+        return json.loads(row_file.read_text())
+    t0, c0 = time.time(), time.process_time()
+    train_cls.run(cfg, resume=True)
+    t1, c1 = time.time(), time.process_time()
+    make_cam.run(cfg)
+    t2, c2 = time.time(), time.process_time()
+    cam_metrics = json.loads((Path(cfg.work_dir) / "make_cam" / "metrics.json").read_text())
+    cls_metrics = json.loads((Path(cfg.work_dir) / "train_cls" / "metrics.json").read_text())
+    last = torch.load(Path(cfg.work_dir) / "train_cls" / "last.pth", map_location="cpu", weights_only=False)
+    history = (last.get("extra") or {}).get("history") or [{}]
+    row = {"variant": name, "seed": int(cfg.seed), "config": config, "overrides": overrides,
+           "iters": int(cfg.train_cls.iters), "miou": cam_metrics["miou"], "bg_threshold": cam_metrics["bg_threshold"],
+           "oracle_miou": cam_metrics["oracle"]["miou"], "oracle_threshold": cam_metrics["oracle"]["threshold"],
+           "val_map": cls_metrics.get("val_map"), "token_cos": token_similarity(cfg),
+           "last_losses": {k: v for k, v in history[-1].items() if k not in ("iter", "lr")},
+           "train_s": round(t1 - t0, 1), "cam_s": round(t2 - t1, 1),
+           "train_cpu_s": round(c1 - c0, 1), "cam_cpu_s": round(c2 - c1, 1)}
+    row_file.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| variant | seed mIoU @ bg thr | oracle mIoU (thr) | val mAP | final-token mean abs cos "
+            "| last losses (mean of the last 25 its) | train s wall (CPU) | CAM s wall (CPU) |\n"
+            "|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        losses = ", ".join(f"{k} {v:.3f}" for k, v in r["last_losses"].items())
+        lines.append(f"| {r['variant']} (seed {r.get('seed', 0)}) | {100 * r['miou']:.2f} @ {r['bg_threshold']:.2f} | "
+                     f"{100 * r['oracle_miou']:.2f} ({r['oracle_threshold']:.2f}) | "
+                     f"{100 * (r['val_map'] or 0):.2f} | {r['token_cos']:.3f} | {losses} | "
+                     f"{r['train_s']:.0f} ({r['train_cpu_s']:.0f}) | {r['cam_s']:.0f} ({r['cam_cpu_s']:.0f}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out-dir", default="/tmp/wsss_quality_toco")
+    p.add_argument("--num-train", type=int, default=300)
+    p.add_argument("--num-val", type=int, default=100)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--iters", type=int, default=None, help="override train_cls.iters of every variant")
+    p.add_argument("--seed", type=int, default=None, help="override the training seed (config: 0)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a busy CPU)")
+    p.add_argument("--ops-backend", default=None, help="WSSS_OPS for PAR (cpp: the C++ CPU kernel)")
+    p.add_argument("--variants", default="toco,cls_only")
+    args = p.parse_args()
+    setup_logging("INFO")
+    torch.set_num_threads(args.threads)
+    if args.ops_backend:
+        os.environ["WSSS_OPS"] = args.ops_backend
+    out = Path(args.out_dir)
+    data_root = out / "data"
+    if not (data_root / "synthetic.json").is_file():
+        generate_synthetic(data_root, args.num_train, args.num_val, args.data_seed, args.size)
+    rows = [run_variant(v.strip(), data_root, out, args.iters, args.seed)
+            for v in args.variants.split(",") if v.strip()]
+    (out / f"results{'' if args.seed is None else f'_seed{args.seed}'}.json").write_text(json.dumps(rows, indent=2))
+    device = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} thread(s))"
+    print(f"\n{datetime.date.today()} | {device} | synthetic {args.num_train} train / {args.num_val} val, "
+          f"size {args.size}, data seed {args.data_seed}, WSSS_OPS={os.environ.get('WSSS_OPS', 'auto')}\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
