@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -31,7 +32,12 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return load_config(args.config, args.cfg_options, args.work_dir)
+    """Load the config; a config's ``ops_backend`` (e.g. 'cpp' for the compiled CPU affinity ops) becomes
+    ``WSSS_OPS`` unless the user set that variable."""
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    if cfg.get("ops_backend") and "WSSS_OPS" not in os.environ:
+        os.environ["WSSS_OPS"] = str(cfg.ops_backend)
+    return cfg
 
 
 def run_stage_cli(run: Callable[..., Any], description: str, argv: Sequence[str] | None = None,

@@ -2,3 +2,4 @@
 work_dir = None  # default: work_dirs/<config name>
 seed = 0
 device = 'auto'  # 'auto' -> cuda when available, else cpu
+ops_backend = None  # 'cpp' | 'cuda' | 'torch': sets WSSS_OPS for the affinity ops unless already set
