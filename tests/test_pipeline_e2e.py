@@ -1,0 +1,105 @@
+"""The whole chain on a tiny synthetic set: runs, skips when complete, and resumes after SIGKILL to the same result."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, subprocess_env
+
+CONFIG = REPO / "tests" / "data" / "tiny_pipeline.py"
+STAGES = ["train_cls", "make_cam", "propagate_par", "make_pseudo", "train_seg", "eval_seg"]
+
+
+def _cmd(work: Path, data: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "tools" / "run_pipeline.py"), str(CONFIG), "--work-dir", str(work),
+            "--cfg-options", f"data.root={data}", *extra]
+
+
+def _run(work: Path, data: Path, *extra: str) -> str:
+    out = subprocess.run(_cmd(work, data, *extra), env=subprocess_env(), capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def _masks(folder: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.array(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("e2e")
+    work, data = root / "work", root / "data"
+    stdout = _run(work, data)
+    return work, data, stdout
+
+
+def test_pipeline_runs_every_stage_and_reports(uninterrupted: tuple[Path, Path, str]) -> None:
+    work, data, stdout = uninterrupted
+    assert (data / "synthetic.json").is_file()
+    for stage in STAGES:
+        m = json.loads((work / stage / "manifest.json").read_text())
+        assert m["status"] == "complete", stage
+        assert f"{stage}" in stdout and "ran" in stdout
+    metrics = json.loads((work / "eval_seg" / "metrics.json").read_text())
+    assert 0.0 <= metrics["miou"] <= 1.0
+    pseudo = _masks(work / "make_pseudo" / "masks")
+    labels = json.loads((data / "labels.json").read_text())
+    assert len(pseudo) == 16
+    for image_id, mask in pseudo.items():  # only labelled classes, background or ignore
+        assert set(np.unique(mask).tolist()) <= set(labels[image_id]) | {0, 255}
+
+
+def test_second_run_skips_every_stage(uninterrupted: tuple[Path, Path, str]) -> None:
+    work, data, _ = uninterrupted
+    before = {s: (work / s / "manifest.json").read_text() for s in STAGES}
+    stdout = _run(work, data)
+    for s in STAGES:
+        line = next(l for l in stdout.splitlines() if l.startswith(s + " "))
+        assert "skipped" in line, line
+        assert (work / s / "manifest.json").read_text() == before[s]
+
+
+def test_changed_config_is_refused_downstream(uninterrupted: tuple[Path, Path, str]) -> None:
+    work, data, _ = uninterrupted
+    out = subprocess.run(_cmd(work, data, "pseudo.bg_threshold=0.4", "--from", "make_pseudo"), env=subprocess_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "make_pseudo: holds artifacts of a different run" in out.stderr and "--force" in out.stderr
+
+
+def test_pipeline_killed_mid_stage_resumes_to_the_same_result(
+        uninterrupted: tuple[Path, Path, str], tmp_path: Path) -> None:
+    ref_work, data, _ = uninterrupted
+    work = tmp_path / "work"
+    proc = subprocess.Popen(_cmd(work, data), env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    ckpt = work / "train_seg" / "last.pth"
+    while not ckpt.exists():  # kill inside train_seg, after its first checkpoint
+        assert proc.poll() is None, "pipeline ended before it could be killed"
+        assert time.time() < deadline, "train_seg never wrote a checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert json.loads((work / "train_seg" / "manifest.json").read_text())["status"] == "running"
+    assert not (work / "eval_seg").exists()
+
+    stdout = _run(work, data, "--resume")
+    for s in ["train_cls", "make_cam", "propagate_par", "make_pseudo"]:
+        assert "skipped" in next(l for l in stdout.splitlines() if l.startswith(s + " "))
+    ref = json.loads((ref_work / "eval_seg" / "metrics.json").read_text())
+    got = json.loads((work / "eval_seg" / "metrics.json").read_text())
+    assert got["miou"] == ref["miou"]
+    ref_preds, got_preds = _masks(ref_work / "eval_seg" / "preds"), _masks(work / "eval_seg" / "preds")
+    assert ref_preds.keys() == got_preds.keys() and ref_preds
+    assert all(np.array_equal(ref_preds[k], got_preds[k]) for k in ref_preds)
