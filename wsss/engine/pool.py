@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
@@ -44,7 +43,9 @@ def map_images(fn: Callable[[Any], str | None], tasks: Sequence[Any], num_worker
     exceptions take extra constructor arguments and do not survive pickling). The first error stops the
     pool and is raised here as a WSSSError. Returns the number of tasks done.
 
-    ``start_method``: default 'fork' on Linux (workers start instantly), 'spawn' elsewhere.
+    ``start_method``: default 'spawn' everywhere. 'fork' starts faster but copies the parent's thread pools
+    (OpenCV, OpenMP) in a broken state: a forked worker that touches them can hang forever (seen with
+    ``cv2.setNumThreads`` in a child of a process that had used OpenCV threads).
     """
     workers = min(resolve_workers(num_workers), max(1, len(tasks)))
     bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not dist.is_main() or not tasks)
@@ -56,7 +57,7 @@ def map_images(fn: Callable[[Any], str | None], tasks: Sequence[Any], num_worker
                     raise WSSSError(err)
                 bar.update(1)
             return len(tasks)
-        method = start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
+        method = start_method or "spawn"
         ctx = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
             futures = [pool.submit(fn, t) for t in tasks]
