@@ -32,7 +32,7 @@ from wsss.config import Config, to_plain
 from wsss.data.build import build_dataset
 from wsss.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsss.engine.checkpoint import load_weights
-from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.engine.stage import check_same_size, close_stage, open_stage, pending
 from wsss.errors import InputError, WSSSError
 from wsss.eval.cam_eval import evaluate_cam_dir, format_cam_report
 from wsss.eval.confusion import write_metrics
@@ -141,9 +141,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         cam_path = cam_dir / f"{image_id}.npz"
         keys, cams = load_cam(cam_path)
         image = ds.image(image_id)
-        if cams.shape[1:] != image.shape[:2]:
-            raise InputError(cam_path, f"CAMs are {cams.shape[2]}x{cams.shape[1]}, image is "
-                                       f"{image.shape[1]}x{image.shape[0]} (CAMs must be at the image size)")
+        check_same_size(cam_path, cams, image.shape[:2])
         c = torch.from_numpy(cams).to(device)
         with torch.no_grad():
             if sec["method"] == "rw":

@@ -43,8 +43,8 @@ from wsss.log import log_to
 from wsss.engine.sampling import EpochIndexed, ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
-from wsss.engine.stage import close_stage, open_stage, pending
-from wsss.errors import InputError, WSSSError
+from wsss.engine.stage import check_same_size, close_stage, open_stage, pending
+from wsss.errors import WSSSError
 from wsss.models.affinity_net import AffinityNet, build_affinity_net
 from wsss.ops import radius_offsets
 from wsss.refine.affinity_labels import downsample_labels, pair_labels, seed_labels
@@ -120,9 +120,7 @@ def make_seeds(ds: SegDataset, cam_dir: Path, seed_dir: Path, sec: dict[str, Any
         cam_path = cam_dir / f"{image_id}.npz"
         keys, cams = load_cam(cam_path)
         image = ds.image(image_id)
-        if cams.shape[1:] != image.shape[:2]:
-            raise InputError(cam_path, f"CAMs are {cams.shape[2]}x{cams.shape[1]}, image is "
-                                       f"{image.shape[1]}x{image.shape[0]} (CAMs must be at the image size)")
+        check_same_size(cam_path, cams, image.shape[:2])
         save_mask(seed_dir / f"{image_id}.png", seed_labels(keys, cams, float(sec["conf_fg"]), float(sec["conf_bg"]),
                                                             image if crf is not None else None, crf))
     return len(todo)
@@ -243,11 +241,7 @@ def _train(cfg: Config, sec: dict[str, Any], mcfg: dict[str, Any], name: str, ds
         log.warning("%s exists but --resume was not given: training from scratch", last)
 
     net: torch.nn.Module = model
-    if dist.world_size() > 1:
-        if device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
+    net = dist.wrap_ddp(net, device, sync_bn=True)
     transform = segmentation_transform(int(sec["crop_size"]), train=True, scale_range=tuple(sec["scale_range"]))
     trainset = SegmentationSet(ds, transform, mask_fn=SeedMasks(seed_dir, ds.num_classes), seed=seed)
     sampler = ResumableBatchSampler(len(ds), bs, iters, seed=seed, start_iter=start)

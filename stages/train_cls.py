@@ -211,10 +211,7 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
         log.info("--resume: no %s yet, starting from iteration 0", last)
 
     net: nn.Module = _LossModule(model)
-    if dist.world_size() > 1:
-        net = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=bool(s["find_unused_parameters"]))
+    net = dist.wrap_ddp(net, device, find_unused_parameters=bool(s["find_unused_parameters"]))
 
     data = _EpochIndexed(ClassificationSet(
         train_ds, classification_transform(int(s["crop_size"]), train=True, scale_range=tuple(s["scale_range"]),

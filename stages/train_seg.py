@@ -189,11 +189,7 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
         log.warning("%s exists but --resume was not given: training from scratch", last)
 
     net: torch.nn.Module = model
-    if dist.world_size() > 1:
-        if device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
+    net = dist.wrap_ddp(net, device, sync_bn=True)
     trainset = SegmentationSet(ds, train_transform(sec), mask_fn=masks, seed=seed)
     sampler = ResumableBatchSampler(len(ds), bs, iters, seed=seed, start_iter=start)
     loader = DataLoader(EpochIndexed(trainset), batch_sampler=sampler, num_workers=int(sec["num_workers"]),

@@ -71,3 +71,18 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     if name in (None, "auto"):
         return local_device()
     return torch.device(name)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device, sync_bn: bool = False,
+             find_unused_parameters: bool = False) -> torch.nn.Module:
+    """The model as every training stage trains it: itself in one process, DDP under torchrun.
+
+    ``sync_bn`` converts BatchNorm to SyncBatchNorm on CUDA (dense prediction with small per-GPU batches).
+    """
+    if world_size() <= 1:
+        return model
+    if sync_bn and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters)
