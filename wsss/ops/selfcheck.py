@@ -27,8 +27,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TOLERANCES", "KernelSelfCheckError", "relative_error", "compare_with_reference", "kernel_verified",
-           "reset_verdicts"]
+__all__ = ["TOLERANCES", "KernelSelfCheckError", "relative_error", "compare_with_reference", "kernel_verified"]
 
 #: Largest accepted max |kernel - ref| / max |ref| per compute dtype (the GPU parity tests' bounds).
 TOLERANCES: dict[torch.dtype, float] = {torch.float32: 1e-4, torch.float64: 1e-10}
@@ -115,11 +114,6 @@ def kernel_verified(op: str, device: torch.device, check: Check, strict: bool) -
         problem = _verdicts[key]
     if problem is not None and strict:
         raise KernelSelfCheckError(f"wsss.ops.{op}: the {device.type} kernel on {device} failed its self-check "
-                                   f"({problem}); WSSS_OPS=cuda forbids the fallback, use 'auto' or 'torch'")
+                                   f"({problem}); the forced 'cuda' backend allows no fallback, use 'auto' or 'torch'")
     return problem is None
 
-
-def reset_verdicts() -> None:
-    """Forget every cached verdict (tests; a process normally checks each op once)."""
-    with _lock:
-        _verdicts.clear()
