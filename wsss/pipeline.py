@@ -21,6 +21,7 @@ from wsss import dist
 from wsss.artifacts import read_manifest
 from wsss.config import Config
 from wsss.errors import WSSSError
+from wsss.eval.bound import format_ratio
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,16 @@ def quality_of(manifest: dict | None) -> str:
     """A short quality figure from a stage manifest's metrics (mIoU where there is one)."""
     metrics = (manifest or {}).get("metrics") or {}
     parts = []
-    for key, label in (("miou", "mIoU"), ("miou_ms", "ms mIoU"), ("oracle_miou", "oracle"), ("map", "mAP"),
-                       ("ratio_to_full", "of full")):
+    for key, label in (("miou", "mIoU"), ("miou_ms", "ms mIoU"), ("oracle_miou", "oracle"), ("map", "mAP")):
         v = metrics.get(key)
         if isinstance(v, (int, float)):
-            parts.append(f"{label} {100 * v:.1f}" if key != "ratio_to_full" else f"{100 * v:.0f}% {label}")
+            parts.append(f"{label} {100 * v:.1f}")
+    # eval_seg records a ratio only to a converged bound (wsss.eval.bound), else the text "bound not converged"
+    ratio = metrics.get("ratio_to_full")
+    if isinstance(ratio, (int, float)):
+        parts.append(format_ratio(float(ratio), " of full"))
+    elif isinstance(ratio, str):
+        parts.append(ratio)
     return ", ".join(parts)
 
 
