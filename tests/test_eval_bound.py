@@ -91,3 +91,20 @@ def test_pipeline_summary_prints_the_verdict_not_a_ratio() -> None:
     assert quality_of({"metrics": {"miou": 0.488, "ratio_to_full": NOT_CONVERGED}}) == \
         "mIoU 48.8, bound not converged"
     assert "%" not in quality_of({"metrics": {"miou": 0.488, "ratio_to_full": NOT_CONVERGED}})
+
+
+def test_mean_std_and_paired_gain_by_hand() -> None:
+    from wsss.eval.seeds import mean_std, paired_gain
+
+    s = mean_std([0.50, 0.52, 0.54, None])
+    assert s.n == 3 and s.mean == pytest.approx(0.52) and s.std == pytest.approx(0.02)  # sample std, ddof 1
+    assert s.format() == "52.0 ± 2.0" and mean_std([0.5]).format() == "50.0" and mean_std([]).format() == "-"
+    # seeds 0.40/0.45/0.50 -> 0.44/0.48/0.55: gains 4/3/5 points, mean 4, std 1 -> shown
+    g = paired_gain([0.44, 0.48, 0.55], [0.40, 0.45, 0.50])
+    assert g.stats.mean == pytest.approx(0.04) and g.stats.std == pytest.approx(0.01) and g.shown is True
+    assert g.format() == "+4.0 ± 1.0"
+    # gains +2, -1, +2: mean 1, std sqrt(3) -> within twice the spread
+    g = paired_gain([0.42, 0.44, 0.52], [0.40, 0.45, 0.50])
+    assert g.shown is False and g.format().startswith("not shown (+1.0 ± 1.7")
+    assert paired_gain([0.5], [0.4]).shown is None and "1 seed" in paired_gain([0.5], [0.4]).format()
+    assert paired_gain([0.5, None], [0.4, 0.3]).stats.n == 1
