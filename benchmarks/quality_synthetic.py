@@ -298,6 +298,8 @@ def targets_table(work_dirs: Sequence[Path], rows: Sequence[Row]) -> tuple[str, 
             continue
         g = paired_gain([s.get("miou") for s in by[r.stage]], [s.get("miou") for s in by[r.input]])
         verdict = {True: "met", False: "MISSED (within twice the spread)", None: "cannot judge (one seed)"}[g.shown]
+        if g.stats.n == 0:
+            verdict = "not run"
         if g.shown is not True:
             missed.append(f"gain of {r.label}")
         elif g.stats.mean <= 0:
@@ -422,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         for cfg in cfgs:
             run_seed(cfg)
+    if args.report_only:  # the tables need the dataset (baselines, regime) even when no stage ran yet
+        from wsss.pipeline import ensure_synthetic
+        ensure_synthetic(cfgs[0].get("data"))
     toco = None
     if not args.no_toco and not args.quick:
         toco = toco_rows(Path(str(cfgs[0].data.root)), work_root / "toco", seeds)
