@@ -7,7 +7,11 @@
 #     probability is below it become 255; CLIP-ES uses 0.95 after CRF).
 # Only the image's labelled classes can appear.
 pseudo = dict(
-    input='make_cam',      # CAM stage to read: make_cam, propagate, clip_cam, crf, ...
+    input=None,            # REQUIRED: the CAM stage to read (make_cam, propagate, clip_cam, crf, ...). No default:
+                           # seeds and random-walk CAMs need different thresholds, so a chain names its own
+                           # (configs/_base_/irn.py: the walk with background 0.25).
+    name=None,             # stage folder (None: 'make_pseudo')
+    split=None,            # None: data.cam_split
     bg_threshold=None,
     bg_power=None,
     conf_fg=0.30,          # IRN conf_fg_thres

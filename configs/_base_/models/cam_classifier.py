@@ -18,6 +18,7 @@ cls_model = dict(
 
 # CAM generation: multi-scale + flip, batched, fused at the original resolution, normalised per class.
 cam = dict(
+    name=None,             # stage folder (None: 'make_cam'); e.g. 'make_cam_train' beside 'make_cam_train_aug'
     split=None,            # None: data.cam_split
     scales=[1.0, 0.5, 1.5, 2.0],
     flip=True,
