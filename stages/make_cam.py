@@ -217,16 +217,19 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         per_rank = [None] * dist.world_size()
         torch.distributed.all_gather_object(per_rank, len(todo))
     metrics: dict[str, Any] = {}
-    if dist.is_main():
-        missing = missing_items(ds.ids, lambda i: cam_path(sd.path, i))
-        if missing:
-            raise WSSSError(f"{sd.path}: {len(missing)} CAMs missing after the run (first: {missing[0]}); re-run")
-        if s["evaluate"] and ds.has_masks:
-            result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=float(s["bg_threshold"]), progress=True)
+    # Every rank checks and scores (its shard, then the sums): rank 0 alone would take an hour on COCO while
+    # the others wait in a collective. Same files on every rank (shared work dir), so all raise alike.
+    missing = missing_items(ds.ids, lambda i: cam_path(sd.path, i))
+    if missing:
+        raise WSSSError(f"{sd.path}: {len(missing)} CAMs missing after the run (first: {missing[0]}); re-run")
+    if s["evaluate"] and ds.has_masks:
+        result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=float(s["bg_threshold"]), progress=True,
+                                  distributed=True)
+        metrics = {"miou": result["miou"], "bg_threshold": result["bg_threshold"],
+                   "oracle_miou": result["oracle"]["miou"], "oracle_threshold": result["oracle"]["threshold"]}
+        if dist.is_main():
             write_json_atomic(sd.path / "metrics.json", {**result, "split": split})
             log.info("\n%s", format_cam_report(result, title=f"{name} seeds on '{split}'"))
-            metrics = {"miou": result["miou"], "bg_threshold": result["bg_threshold"],
-                       "oracle_miou": result["oracle"]["miou"], "oracle_threshold": result["oracle"]["threshold"]}
             log.info("%s: seed mIoU %.2f at bg %.2f (oracle %.2f at %.2f) on %d images of '%s'", name,
                      100 * (metrics["miou"] or 0), metrics["bg_threshold"], 100 * metrics["oracle_miou"],
                      metrics["oracle_threshold"], len(ds.ids), split)

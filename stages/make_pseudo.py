@@ -132,16 +132,22 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     map_images(pseudo_one, tasks, s.get("num_workers", 0), desc=name)
     dist.barrier()
     metrics: dict = {}
-    if dist.is_main():
-        ids = gt_ids(ds, ds.ids)
-        if ids:
-            scorer = MaskScorer(ds.num_classes)
-            for i in tqdm(ids, desc="eval pseudo", unit="img", leave=False):
+    ids = gt_ids(ds, ds.ids)
+    if ids:  # every rank scores its shard, then the counts are summed (exactly the single-process result)
+        scorer = MaskScorer(ds.num_classes)
+        error = None
+        try:
+            for i in tqdm(dist.shard(ids), desc="eval pseudo", unit="img", leave=False, disable=not dist.is_main()):
                 scorer.update(load_mask(out_of(i), ds.num_classes), ds.mask(i))
-            summary = scorer.summary(ds.class_names)
+        except Exception as e:  # noqa: BLE001 - the other ranks must not wait for this one forever
+            error = e
+        dist.raise_first_error(error)
+        scorer.reduce()
+        summary = scorer.summary(ds.class_names)
+        metrics = scalar_metrics(summary)
+        if dist.is_main():
             write_metrics(sd.path / "metrics.json", summary)
             log.info("%s\n%s", name, format_table(summary, f"{name}: pseudo masks vs ground truth ({ds.split}), "
                                                           "ignored pixels excluded"))
             log.info("%s: %s", name, describe(summary))
-            metrics = scalar_metrics(summary)
     return close_stage(sd, items=len(ds.ids), metrics=metrics)

@@ -19,5 +19,5 @@ pseudo = dict(
     min_confidence=None,
     use_crf=False,         # refine each decision with a dense CRF on the image
     crf=dict(n_iter=10, gauss_sxy=3, gauss_compat=3, bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10),
-    num_workers=0,         # processes (0 = all cores); not part of the config hash
+    num_workers=0,         # processes (0 = all cores, per rank cores // local ranks); not hashed
 )
