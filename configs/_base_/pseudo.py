@@ -10,8 +10,8 @@ pseudo = dict(
     input=None,            # REQUIRED: the CAM stage to read (make_cam, propagate, clip_cam, crf, ...). No default:
                            # seeds and random-walk CAMs need different thresholds, so a chain names its own
                            # (configs/_base_/irn.py: the walk with background 0.25).
-    name=None,             # stage folder (None: 'make_pseudo')
-    split=None,            # None: data.cam_split
+                           # Also accepted: name (stage folder, default 'make_pseudo'), split (default
+                           # data.cam_split), e.g. make_pseudo_train on train beside make_pseudo on train_aug.
     bg_threshold=None,
     bg_power=None,
     conf_fg=0.30,          # IRN conf_fg_thres
