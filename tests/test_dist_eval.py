@@ -1,5 +1,6 @@
 """Scoring under torchrun: every rank scores its shard and the confusion matrices / threshold histograms are
-summed, so the metrics of 2 gloo ranks equal those of one process exactly (propagate, crf, make_pseudo, eval_seg).
+summed, so the metrics of 2 gloo ranks equal those of one process exactly (train_aff's seed quality, propagate, crf,
+make_pseudo, eval_seg).
 Also: CRF workers per rank and the process-group timeout."""
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def _config(path: Path, root: Path) -> Path:
         "head_channels=8)\n"
         "train_seg = dict(iters=2, batch_size=2, crop_size=32, ckpt_interval=2, log_interval=1, num_workers=0)\n"
         "eval_seg = dict(scales=[1.0, 0.75], flip=True)\n"
-        "pipeline = [dict(module='propagate', name='propagate_par'), 'crf', 'make_pseudo', "
+        "aff_model = dict(backbone='resnet18', feature_stride=4, proj_dim=8, embed_dim=8)\n"
+        "train_aff = dict(iters=1, batch_size=2, crop_size=32, radius=2, num_workers=0, ckpt_interval=1, "
+        "log_interval=1)\n"
+        "pipeline = ['train_aff', dict(module='propagate', name='propagate_par'), 'crf', 'make_pseudo', "
         "'train_seg', 'eval_seg']\n")
     return path
 
@@ -88,6 +92,9 @@ def test_sharded_scoring_equals_single_process(runs: tuple[Path, Path]) -> None:
         assert a == b, stage
         assert json.loads((sharded / stage / "manifest.json").read_text())["metrics"] == \
             json.loads((single / stage / "manifest.json").read_text())["metrics"]
+    seeds = [{k: v for k, v in json.loads((w / "train_aff" / "metrics.json").read_text()).items()
+              if k.startswith("seed_")} for w in (single, sharded)]
+    assert seeds[0] == seeds[1] and seeds[0]["seed_fg_accuracy"] is not None  # seed quality: shards summed
     seg = json.loads((sharded / "eval_seg" / "metrics.json").read_text())
     assert seg["images"] == 5 and 0 <= seg["miou"] <= 1 and "ms" in seg
     pseudo = json.loads((sharded / "make_pseudo" / "metrics.json").read_text())
