@@ -162,3 +162,43 @@ def test_stage_tool_prints_one_line_offline(tmp_path: Path) -> None:
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in out.stderr
     assert "seg_model: timm weights 'resnet101'" in errors[0] and "seg_model.weights=" in errors[0]
+
+
+def test_clip_tag_offline_is_one_line_without_download(offline: list[float]) -> None:
+    """configs/voc/clip_es.py's 'openai' ViT-B-16 on a node without internet: one request, one line."""
+    from wsss.models.clip_loader import load_clip
+
+    with pytest.raises(WSSSError) as e:
+        load_clip("ViT-B-16", "openai", torch.device("cpu"))
+    msg = _one_line(e)
+    assert "clip_cam: 'openai' weights for ViT-B-16" in msg and "clip_cam.pretrained=" in msg
+    assert offline == [weights.HUB_TIMEOUT]
+
+
+def test_clip_tag_in_cache_loads_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached open_clip file is loaded directly (with the tag's normalisation), no request made."""
+    import open_clip
+    from wsss.models.clip_loader import load_clip
+
+    tiny = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=2, width=32, patch_size=16, head_width=16),
+                text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+    torch.manual_seed(0)
+    ref = open_clip.create_model("ViT-B-16", pretrained=None, **tiny).state_dict()
+    path = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(ref, path)
+    asked = []
+
+    def lookup(repo, filename, cache_dir=None, revision=None):
+        asked.append((repo, filename))
+        return str(path) if filename == "open_clip_pytorch_model.bin" else None
+
+    def no_request(*a, **k):
+        raise AssertionError("network request with cached weights")
+
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lookup)
+    monkeypatch.setattr("urllib.request.urlopen", no_request)
+    model = load_clip("ViT-B-16", "openai", torch.device("cpu"), model_cfg=tiny)
+    assert asked[0] == ("timm/vit_base_patch16_clip_224.openai", "open_clip_model.safetensors")
+    key = "visual.conv1.weight"
+    assert torch.equal(model.model.state_dict()[key], ref[key])
+    assert model.mean == tuple(open_clip.get_pretrained_cfg("ViT-B-16", "openai")["mean"])

@@ -96,12 +96,18 @@ def hub_unreachable(name: str) -> str | None:
     node without internet the answer comes in a fraction of a second."""
     import timm
 
+    pcfg = timm.models.get_pretrained_cfg(name)
+    return endpoint_unreachable(pcfg.url if pcfg is not None and not pcfg.hf_hub_id and pcfg.url else None)
+
+
+def endpoint_unreachable(url: str | None = None) -> str | None:
+    """Why ``url`` (default: the Hugging Face hub endpoint) cannot serve a download now, or None when it answers.
+
+    Offline mode (``HF_HUB_OFFLINE``) answers without a request; otherwise one HEAD request with a
+    ``HUB_TIMEOUT`` second timeout and no retries (proxies from the environment apply)."""
     if any(_is_true(os.environ.get(v)) for v in _OFFLINE_VARS):
         return "HF_HUB_OFFLINE is set"
-    pcfg = timm.models.get_pretrained_cfg(name)
-    if pcfg is not None and not pcfg.hf_hub_id and pcfg.url:
-        url = pcfg.url
-    else:
+    if url is None:
         from huggingface_hub import constants
         url = constants.ENDPOINT
     timeout = float(os.environ.get("WSSS_HUB_TIMEOUT", HUB_TIMEOUT))
