@@ -15,5 +15,5 @@ crf = dict(
     bilateral_sxy=50,      # bilateral (appearance) kernel: spatial std in pixels
     bilateral_srgb=5,      # ... colour std in RGB units (0..255)
     bilateral_compat=10,   # ... and its Potts weight
-    num_workers=0,         # processes (0 = all cores); not part of the config hash
+    num_workers=0,         # processes (0 = all cores, per rank cores // local ranks); not hashed
 )

@@ -7,7 +7,11 @@
 #     probability is below it become 255; CLIP-ES uses 0.95 after CRF).
 # Only the image's labelled classes can appear.
 pseudo = dict(
-    input='make_cam',      # CAM stage to read: make_cam, propagate, clip_cam, crf, ...
+    input=None,            # REQUIRED: the CAM stage to read (make_cam, propagate, clip_cam, crf, ...). No default:
+                           # seeds and random-walk CAMs need different thresholds, so a chain names its own
+                           # (configs/_base_/irn.py: the walk with background 0.25).
+                           # Also accepted: name (stage folder, default 'make_pseudo'), split (default
+                           # data.cam_split), e.g. make_pseudo_train on train beside make_pseudo on train_aug.
     bg_threshold=None,
     bg_power=None,
     conf_fg=0.30,          # IRN conf_fg_thres
@@ -15,5 +19,5 @@ pseudo = dict(
     min_confidence=None,
     use_crf=False,         # refine each decision with a dense CRF on the image
     crf=dict(n_iter=10, gauss_sxy=3, gauss_compat=3, bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10),
-    num_workers=0,         # processes (0 = all cores); not part of the config hash
+    num_workers=0,         # processes (0 = all cores, per rank cores // local ranks); not hashed
 )
