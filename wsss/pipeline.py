@@ -53,7 +53,7 @@ class StageEntry:
 @dataclass
 class StageResult:
     name: str
-    status: str  # ran / skipped / failed / not run
+    status: str  # ran / skipped (complete already) / n/a (does not apply to the data) / failed / not run
     seconds: float = 0.0
     quality: str = ""
 
@@ -132,28 +132,92 @@ def ensure_synthetic(data_cfg: Any, force: bool = False) -> bool:
     return True
 
 
+def known_sections() -> set[str]:
+    """Every top-level config section some stage module reads (its ``CONFIG_KEYS`` and schema sections)."""
+    import pkgutil
+
+    import stages
+
+    out: set[str] = set()
+    for info in pkgutil.iter_modules(stages.__path__):
+        module = importlib.import_module(f"stages.{info.name}")
+        out.update(getattr(module, "CONFIG_KEYS", ()))
+        out.update(s.section for s in getattr(module, "SCHEMAS", ()))
+    return out
+
+
+def validate_stage(module: ModuleType, cfg: Config) -> None:
+    """Check a stage's config sections before any work: its ``validate(cfg)`` when it has one, else its
+    ``SCHEMAS``; then its input and folder names (which read the section too). Errors are one line."""
+    if hasattr(module, "validate"):
+        module.validate(cfg)
+    else:
+        for schema in getattr(module, "SCHEMAS", ()):
+            schema.resolve(cfg.get(schema.section))
+    if hasattr(module, "inputs"):
+        module.inputs(cfg)
+    if hasattr(module, "stage_name"):
+        module.stage_name(cfg)
+
+
+def validate_config(cfg: Config, modules: Sequence[tuple[ModuleType, Config]]) -> None:
+    """Refuse unknown top-level sections (with a did-you-mean), then validate each (module, its config)."""
+    from wsss.schema import check_top_level
+
+    check_top_level(cfg, known_sections())
+    for module, stage_cfg in modules:
+        validate_stage(module, stage_cfg)
+
+
 def run_pipeline(cfg: Config, start: str | None = None, until: str | None = None, resume: bool = False,
-                 force: bool = False) -> list[StageResult]:
+                 force: bool | str = False, redo: Sequence[str] = ()) -> list[StageResult]:
     """Run the selected stages in order. A failing stage stops the chain (later ones are 'not run').
 
+    Every selected stage's config is validated before the first one runs. ``force`` re-makes only the stages
+    whose identity changed (config values, inputs, data); ``redo`` names stages to re-make even when unchanged.
+    A stage that does not apply to the data (:class:`StageSkipped`, e.g. training on ground truth without
+    masks) is reported as 'n/a' with its reason, and so is every later stage that reads it.
     A synthetic dataset declared with ``data.generate`` is made first when it does not exist yet.
     """
-    entries = select(parse_pipeline(cfg), start, until)
+    from wsss.artifacts import release_locks
+    from wsss.errors import StageSkipped
+
+    all_entries = parse_pipeline(cfg)
+    entries = select(all_entries, start, until)
+    unknown = sorted(set(redo) - {e.name for e in all_entries})
+    if unknown:
+        raise WSSSError(f"--redo names stage(s) {unknown} that are not in this pipeline "
+                        f"({', '.join(e.name for e in all_entries)})")
+    loaded = [(entry, entry.load(), entry.config(cfg)) for entry in entries]
+    validate_config(cfg, [(m, c) for _, m, c in loaded])
     if dist.is_main():
-        ensure_synthetic(cfg.get("data"), force=force)
+        ensure_synthetic(cfg.get("data"), force=bool(force))
     dist.barrier()
     results: list[StageResult] = []
-    for k, entry in enumerate(entries):
-        module = entry.load()
-        stage_cfg = entry.config(cfg)
+    not_applicable: dict[str, str] = {}
+    for k, (entry, module, stage_cfg) in enumerate(loaded):
         before = read_manifest(f"{cfg.work_dir}/{entry.name}")
         t0 = time.time()
+        needs = [s for s in module.inputs(stage_cfg) if s in not_applicable] if hasattr(module, "inputs") else []
+        if needs:
+            reason = f"needs '{needs[0]}', which does not apply"
+            log.info("== stage %d/%d: %s: n/a (%s)", k + 1, len(entries), entry.name, reason)
+            not_applicable[entry.name] = reason
+            results.append(StageResult(entry.name, "n/a", 0.0, reason))
+            continue
         log.info("== stage %d/%d: %s", k + 1, len(entries), entry.name)
+        stage_force: bool | str = True if entry.name in redo else ("changed" if force else False)
         try:
-            manifest = module.run(stage_cfg, resume=resume, force=force)
+            manifest = module.run(stage_cfg, resume=resume, force=stage_force)
+        except StageSkipped as e:
+            log.warning("%s", e)
+            not_applicable[entry.name] = str(e).split(": ", 1)[-1]
+            results.append(StageResult(entry.name, "n/a", time.time() - t0, not_applicable[entry.name]))
+            continue
         except BaseException:
+            release_locks()
             results.append(StageResult(entry.name, "failed", time.time() - t0))
-            results.extend(StageResult(e.name, "not run") for e in entries[k + 1:])
+            results.extend(StageResult(e.name, "not run") for e, _, _ in loaded[k + 1:])
             log.error("stage %s failed\n%s", entry.name, format_summary(results))
             raise
         skipped = (before is not None and before.get("status") == "complete"
