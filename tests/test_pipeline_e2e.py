@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -143,3 +144,17 @@ def test_ctrl_c_stops_the_pipeline_in_one_line(uninterrupted: tuple[Path, Path, 
     assert proc.returncode == 130
     assert "Traceback" not in err and "interrupted; artifacts written so far are complete" in err
     assert not (work / "train_cls" / ".lock").exists()
+
+
+def test_rerun_with_nothing_to_do_answers_without_the_stages(uninterrupted: tuple[Path, Path, str]) -> None:
+    work, data, _ = uninterrupted
+    fast = subprocess.run(_cmd(work, data), env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert fast.returncode == 0 and "nothing changed since the last complete run" in fast.stderr
+    assert "== stage" not in fast.stderr  # no stage module was run (nor torch imported)
+    assert all("skipped" in next(l for l in fast.stdout.splitlines() if l.startswith(s + " ")) for s in STAGES)
+    # A touched data file (same content): the full path checks the real identities, and they still match.
+    labels = data / "labels.json"
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 1_000_000_000))
+    full = subprocess.run(_cmd(work, data), env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0 and "nothing changed" not in full.stderr and "== stage 1/6" in full.stderr
+    assert all("skipped" in next(l for l in full.stdout.splitlines() if l.startswith(s + " ")) for s in STAGES)

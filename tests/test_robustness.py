@@ -383,9 +383,9 @@ def test_config_syntax_error_and_missing_base_name_file_and_line(tmp_path):
     (tmp_path / "broken_base.py").write_text("x = 1\ncam = dict(scales=[1.0,\n")
     (tmp_path / "child.py").write_text("_base_ = ['broken_base.py']\n")
     (tmp_path / "orphan.py").write_text("# a comment\n_base_ = ['nowhere/base.py']\n")
-    with pytest.raises(ConfigError, match=rf"broken_base.py:2: syntax error in config"):
+    with pytest.raises(ConfigError, match=r"broken_base.py:2: syntax error in config"):
         load_config(tmp_path / "child.py")
-    with pytest.raises(ConfigError, match=rf"orphan.py:2: _base_ file .*nowhere/base.py not found"):
+    with pytest.raises(ConfigError, match=r"orphan.py:2: _base_ file .*nowhere/base.py not found"):
         load_config(tmp_path / "orphan.py")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from wsss.cli import stage_parser, user_errors
-from wsss.pipeline import format_summary
+from wsss.pipeline_state import format_summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redo", nargs="+", default=(), metavar="STAGE",
                         help="re-make these stages even if complete and unchanged")
     args = parser.parse_args(argv)
+    fast = _nothing_to_do(args)
+    if fast is not None:
+        print(format_summary(fast))
+        return 0
     results = []
 
     def body(cfg):
@@ -36,6 +40,25 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_main():
             print(format_summary(results))
     return rc
+
+
+def _nothing_to_do(args) -> list | None:
+    """The summary of a re-run that cannot change anything (wsss/pipeline_state.py), without importing torch."""
+    import os
+
+    if args.force or args.redo or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    try:
+        from wsss.config import load_config
+        from wsss.pipeline_state import nothing_to_do
+        cfg = load_config(args.config, args.cfg_options, args.work_dir)
+        found = nothing_to_do(cfg, args.start, args.until)
+    except Exception:  # any doubt: the full path decides, and reports errors properly
+        return None
+    if found is not None:
+        print(f"{cfg.work_dir}: nothing changed since the last complete run (config, data files, stage folders); "
+              f"every stage is complete", file=sys.stderr)
+    return found
 
 
 if __name__ == "__main__":

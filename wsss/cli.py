@@ -13,10 +13,8 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from wsss import dist
 from wsss.config import Config, DictAction, load_config
 from wsss.errors import WSSSError
-from wsss.log import setup_logging
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -51,8 +49,10 @@ def user_errors(body: Callable[[Config], Any], args: argparse.Namespace) -> int:
     """
     import signal
 
+    from wsss import dist  # imports torch: only once there is work to do
     from wsss.artifacts import release_locks
     from wsss.errors import StageSkipped
+    from wsss.log import setup_logging
 
     def _terminate(signum, frame):  # SIGTERM (a scheduler, kill): unwind like Ctrl-C, so pools stop and locks go
         raise KeyboardInterrupt

@@ -21,6 +21,7 @@ from wsss import dist
 from wsss.artifacts import read_manifest
 from wsss.config import Config
 from wsss.errors import WSSSError
+from wsss.pipeline_state import StageResult, format_summary, quality_of  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,6 @@ class StageEntry:
         stage_cfg = copy.deepcopy(cfg)
         stage_cfg.merge_from_dict(self.overrides)
         return stage_cfg
-
-
-@dataclass
-class StageResult:
-    name: str
-    status: str  # ran / skipped (complete already) / n/a (does not apply to the data) / failed / not run
-    seconds: float = 0.0
-    quality: str = ""
 
 
 def parse_pipeline(cfg: Config) -> list[StageEntry]:
@@ -87,18 +80,6 @@ def select(entries: Sequence[StageEntry], start: str | None, until: str | None) 
     i = names.index(start) if start else 0
     j = names.index(until) + 1 if until else len(entries)
     return list(entries[i:j])
-
-
-def quality_of(manifest: dict | None) -> str:
-    """A short quality figure from a stage manifest's metrics (mIoU where there is one)."""
-    metrics = (manifest or {}).get("metrics") or {}
-    parts = []
-    for key, label in (("miou", "mIoU"), ("miou_ms", "ms mIoU"), ("oracle_miou", "oracle"), ("map", "mAP"),
-                       ("ratio_to_full", "of full")):
-        v = metrics.get(key)
-        if isinstance(v, (int, float)):
-            parts.append(f"{label} {100 * v:.1f}" if key != "ratio_to_full" else f"{100 * v:.0f}% {label}")
-    return ", ".join(parts)
 
 
 def ensure_synthetic(data_cfg: Any, force: bool = False) -> bool:
@@ -224,13 +205,7 @@ def run_pipeline(cfg: Config, start: str | None = None, until: str | None = None
                    and (manifest or {}).get("finished") == before.get("finished"))
         results.append(StageResult(entry.name, "skipped" if skipped else "ran", time.time() - t0,
                                    quality_of(manifest)))
+    if dist.is_main() and not dist.is_distributed():
+        from wsss.pipeline_state import record
+        record(cfg, [e.name for e in entries], results)
     return results
-
-
-def format_summary(results: Sequence[StageResult]) -> str:
-    """A fixed-width table: stage, status, seconds, quality figure."""
-    lines = [f"{'stage':<18}{'status':<9}{'time':>9}  quality", "-" * 60]
-    for r in results:
-        t = f"{r.seconds:8.1f}s" if r.status in ("ran", "skipped", "failed") else f"{'-':>9}"
-        lines.append(f"{r.name:<18}{r.status:<9}{t}  {r.quality}")
-    return "\n".join(lines)
