@@ -197,16 +197,22 @@ def build_optimizer(model: AffinityNet, sec: dict[str, Any]) -> torch.optim.Opti
     raise WSSSError(f"train_aff.optimizer must be 'sgd' or 'adamw', got '{sec['optimizer']}'")
 
 
-@stage_run
-def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
-    """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
+def validate(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked ``train_aff`` and ``aff_model`` sections (before any stage of a pipeline runs)."""
     sec, mcfg = section(cfg), model_config(cfg)
-    name, src = stage_name(cfg), inputs(cfg)[0]
     crop, top = int(sec["crop_size"]), int(mcfg["max_stride"])
     if crop % top:
         raise WSSSError(f"train_aff.crop_size ({crop}) must be a multiple of aff_model.max_stride ({top})")
     if int(sec["batch_size"]) < 2 and dist.world_size() == 1 and not sec["freeze_backbone"]:
         raise WSSSError("train_aff.batch_size must be >= 2 (BatchNorm in the backbone)")
+    return sec, mcfg
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
+    sec, mcfg = validate(cfg)
+    name, src = stage_name(cfg), inputs(cfg)[0]
     ds = build_dataset(cfg.data, split_of(cfg, sec))
     sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force, datasets=[ds], schemas=SCHEMAS)
     if done:

@@ -156,15 +156,21 @@ def build_optimizer(model: torch.nn.Module, sec: dict[str, Any]) -> torch.optim.
     return torch.optim.SGD(groups, lr=lr, momentum=float(sec["momentum"]), weight_decay=float(sec["weight_decay"]))
 
 
-@stage_run
-def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
-    """Train (or resume) the segmentation net; returns the stage manifest."""
+def validate(cfg: Config) -> dict[str, Any]:
+    """The checked ``train_seg`` section (before any stage of a pipeline runs; errors are one line)."""
     sec = section(cfg)
-    name = stage_name(cfg)
     sync_bn = dist.world_size() > 1 and dist.resolve_device(cfg.get("device", "auto")).type == "cuda"
     if int(sec["batch_size"]) < 2 and not sync_bn:
         raise WSSSError("train_seg.batch_size must be >= 2 per process (BatchNorm needs more than one image; "
                         "only multi-GPU runs, which use SyncBatchNorm, may use 1)")
+    return sec
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
+    """Train (or resume) the segmentation net; returns the stage manifest."""
+    sec = validate(cfg)
+    name = stage_name(cfg)
     split = train_split(cfg)
     ds = build_dataset(cfg.data, split)
     masks = mask_source(cfg, ds)
