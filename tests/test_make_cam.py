@@ -3,6 +3,7 @@ resume after SIGKILL, CUDA out-of-memory fallback."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
@@ -246,3 +247,21 @@ def _estimate(batch: int, h: int, w: int) -> int:
     model = build_classifier(dict(type="cam_classifier", backbone="test_resnet", output_stride=16), 6)
     probe = ActivationProbe(model.cam, list(model.modules()), torch.device("cpu"))
     return max(probe.estimate(batch, h, w, [1.0, 0.5, 1.5], True, 5), 1)
+
+
+def test_changed_bg_threshold_rescores_without_recomputing_cams(setup, tmp_path):
+    """cam.bg_threshold only sets the report: a complete stage keeps its CAMs and re-scores them (issue 20.6)."""
+    import stages.make_cam as make_cam
+    from wsss.eval.cam_eval import evaluate_cam_dir
+
+    root, ckpt = setup
+    first = make_cam.run(load_config(CONFIG, _opts(root, ckpt, **{"cam.bg_threshold": 0.15}), tmp_path))
+    cams = sorted((tmp_path / "make_cam" / "cams").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in cams]
+    again = make_cam.run(load_config(CONFIG, _opts(root, ckpt, **{"cam.bg_threshold": 0.6}), tmp_path))
+    assert again["finished"] == first["finished"] and [p.stat().st_mtime_ns for p in cams] == stamps
+    ds = build_dataset(load_config(CONFIG, _opts(root, ckpt), tmp_path).data, "train")
+    want = evaluate_cam_dir(tmp_path / "make_cam" / "cams", ds, bg_threshold=0.6)
+    assert again["metrics"]["bg_threshold"] == 0.6 and again["metrics"]["miou"] == pytest.approx(want["miou"])
+    assert again["metrics"]["miou"] != first["metrics"]["miou"]
+    assert json.loads((tmp_path / "make_cam" / "manifest.json").read_text())["metrics"]["bg_threshold"] == 0.6
