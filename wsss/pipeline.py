@@ -113,15 +113,21 @@ def ensure_synthetic(data_cfg: Any, force: bool = False) -> bool:
     return True
 
 
-def known_sections() -> set[str]:
-    """Every top-level config section some stage module reads (its ``CONFIG_KEYS`` and schema sections)."""
+def known_sections() -> set[str] | None:
+    """Every top-level config section some stage module reads (its ``CONFIG_KEYS`` and schema sections); None
+    when a stage module cannot be imported here (an optional dependency is missing): its sections are unknown,
+    so no section can be called a typo."""
     import pkgutil
 
     import stages
 
     out: set[str] = set()
     for info in pkgutil.iter_modules(stages.__path__):
-        module = importlib.import_module(f"stages.{info.name}")
+        try:
+            module = importlib.import_module(f"stages.{info.name}")
+        except ImportError as e:
+            log.debug("stage module %s not importable (%s): top-level sections not checked", info.name, e)
+            return None
         out.update(getattr(module, "CONFIG_KEYS", ()))
         out.update(s.section for s in getattr(module, "SCHEMAS", ()))
     return out
@@ -145,7 +151,9 @@ def validate_config(cfg: Config, modules: Sequence[tuple[ModuleType, Config]]) -
     """Refuse unknown top-level sections (with a did-you-mean), then validate each (module, its config)."""
     from wsss.schema import check_top_level
 
-    check_top_level(cfg, known_sections())
+    known = known_sections()
+    if known is not None:
+        check_top_level(cfg, known)
     for module, stage_cfg in modules:
         validate_stage(module, stage_cfg)
 
