@@ -37,7 +37,8 @@ from wsss.data.base import SegDataset
 from wsss.data.build import build_dataset
 from wsss.data.image_io import read_image
 from wsss.engine.pool import map_images
-from wsss.engine.stage import cam_dir, check_same_size, close_stage, gt_ids, hashed_view, open_stage, pending, section_of
+from wsss.engine.stage import cam_dir, check_same_size, close_stage, gt_ids, open_stage, pending, section_of, stage_run
+from wsss.schema import Rule, Schema
 from wsss.errors import WSSSError
 from wsss.eval.confusion import ConfusionMatrix, format_table, write_metrics
 from wsss.refine.crf import CRFParams, dense_crf, require_pydensecrf
@@ -50,6 +51,16 @@ SECTION = "crf"
 CONFIG_KEYS = ("crf", "data")
 _CRF_KEYS = ("n_iter", "gauss_sxy", "gauss_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
 _SECTION_KEYS = set(_CRF_KEYS) | {"input", "bg_threshold", "bg_power", "num_workers", "name"}
+#: Types and ranges of the ``crf`` keys (wsss/schema.py); workers and the folder name are not part of the identity.
+SCHEMA = Schema(SECTION, dict(input="make_cam", bg_threshold=None, bg_power=None, num_workers=0, name=None,
+                              n_iter=10, gauss_sxy=3.0, gauss_compat=3.0, bilateral_sxy=50.0, bilateral_srgb=5.0,
+                              bilateral_compat=10.0),
+                rules=dict(input=Rule(kind="str"), bg_threshold=Rule(kind="number", min=0, max=1),
+                           bg_power=Rule(kind="number", gt=0), num_workers=Rule(min=0), name=Rule(kind="str"),
+                           n_iter=Rule(min=1), gauss_sxy=Rule(gt=0), gauss_compat=Rule(min=0), bilateral_sxy=Rule(gt=0),
+                           bilateral_srgb=Rule(gt=0), bilateral_compat=Rule(min=0)),
+                runtime=("num_workers", "name"))
+SCHEMAS = (SCHEMA,)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -123,18 +134,25 @@ def evaluate_refined(ds: SegDataset, ids: Sequence[str], cams_of: Callable[[str]
     return summary
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
-    """Run the crf stage (see the module doc). Returns the manifest."""
-    s = section_of(cfg, SECTION, _SECTION_KEYS)
+def validate(cfg: Config) -> tuple[dict, CRFParams]:
+    """The checked ``crf`` section and its CRF parameters (errors before any work, one line)."""
+    s = section_of(cfg, SECTION, _SECTION_KEYS, SCHEMA)
     params = CRFParams.from_config({k: s[k] for k in _CRF_KEYS if k in s})
     if (s.get("bg_threshold") is None) == (s.get("bg_power") is None):
         raise WSSSError("crf needs exactly one of crf.bg_threshold and crf.bg_power (the background score)")
     require_pydensecrf()  # fail before claiming the stage folder, with the install fix
+    return s, params
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Run the crf stage (see the module doc). Returns the manifest."""
+    s, params = validate(cfg)
     name, src = stage_name(cfg), inputs(cfg)[0]
-    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, [src], force=force)
+    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
-    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
     out_of = (lambda i: sd.path / "cams" / f"{i}.npz")
     todo = pending(ds.ids, out_of)
     log.info("%s: %d of %d images of '%s' to refine (CRF %s)", name, len(todo), len(ds.ids), ds.split, params)

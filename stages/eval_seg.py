@@ -33,12 +33,13 @@ from wsss.config import Config, to_plain
 from wsss.data.base import SegDataset
 from wsss.data.build import build_dataset
 from wsss.data.palette import load_mask, save_mask
-from wsss.engine.stage import close_stage, open_stage, pending
-from wsss.errors import InputError, WSSSError
+from wsss.engine.stage import close_stage, open_stage, pending, stage_run
+from wsss.errors import InputError, StageSkipped, WSSSError
 from wsss.eval.confusion import ConfusionMatrix, format_table
 from wsss.eval.confusion_plot import confusion_figure, iou_bar_figure, save_figure
 from wsss.eval.seg_infer import image_to_tensor, predict_probs
 from wsss.models.seg import build_segmentor
+from wsss.schema import Rule, Schema
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,19 @@ DEFAULTS: dict[str, Any] = dict(
 VARIANT_TITLES = {"ss": "single-scale", "ms": "multi-scale", "crf": "+ CRF"}
 
 
+#: What the ``eval_seg`` section accepts (wsss/schema.py); the folder name and the upper-bound stage (only the
+#: ratio in the report) are not part of the stage's identity.
+SCHEMA = Schema("eval_seg", DEFAULTS, rules=dict(
+    name=Rule(kind="str"), input=Rule(kind="str"), split=Rule(kind="str"), scales=Rule(gt=0, nonempty=True),
+    mode=Rule(choices=("whole", "slide")), crop_size=Rule(min=8), stride=Rule(min=1),
+    upper_bound=Rule(kind="str", nullable=True), checkpoint=Rule(kind="str")),
+    runtime=("name",), evaluation=("upper_bound",))
+SCHEMAS = (SCHEMA,)
+
+
 def section(cfg: Config) -> dict[str, Any]:
-    """The ``eval_seg`` section with defaults filled in (unknown keys are an error)."""
-    sec = dict(to_plain(cfg.get("eval_seg") or {}))
-    unknown = sorted(set(sec) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"unknown eval_seg key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    sec = {**DEFAULTS, **sec}
+    """The ``eval_seg`` section with defaults filled in (unknown keys and wrong values are an error)."""
+    sec = SCHEMA.resolve(to_plain(cfg.get("eval_seg") or {}))
     sec["scales"] = [float(s) for s in (sec["scales"] or [1.0])]
     return sec
 
@@ -262,6 +269,7 @@ def _refresh_ratio(sd: Any, work_dir: Path, name: str, upper_bound: str | None) 
         log.info("%s: %s", name, report_line(metrics, metrics.get("split", "val")))
 
 
+@stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
     """Evaluate (or resume evaluating) the trained network; returns the stage manifest."""
     sec = section(cfg)
@@ -269,10 +277,12 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
     work_dir = Path(cfg.work_dir)
     split = str(sec["split"] or (cfg.get("data") or {}).get("val_split", "val"))
     ds = build_dataset(cfg.data, split)
-    if not ds.has_masks:
-        raise WSSSError(f"eval_seg: split '{split}' of {ds.name} has no ground-truth masks to evaluate against")
+    if not ds.has_masks and not sec["save_predictions"]:
+        raise StageSkipped(f"{name}: skipped, split '{split}' of {ds.name} has no ground-truth masks to evaluate "
+                           f"against (set eval_seg.save_predictions=True to get the predictions)")
     crf = _crf_fn(sec) if sec["crf"] else None
-    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force, datasets=[ds], with_masks=True,
+                          schemas=SCHEMAS)
     if done:
         _refresh_ratio(sd, work_dir, name, sec["upper_bound"])
         return sd.manifest
@@ -290,6 +300,10 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
                  ", ".join(variant_title(v, sec) for v in names))
         predict_split(model, ds, todo, sec, device, dirs=dirs, crf=crf)
         dist.barrier()
+        if not ds.has_masks:
+            log.warning("%s: split '%s' of %s has no ground-truth masks: %d predictions written to %s, no mIoU",
+                        name, split, ds.name, len(ds), dirs[names[-1]])
+            return close_stage(sd, items=len(ds), metrics={}, ground_truth=False)
         mats = score_predictions(ds, ds.ids, dirs, distributed=True)
     else:
         mats = {v: ConfusionMatrix(ds.num_classes) for v in names}

@@ -34,14 +34,15 @@ from wsss.config import Config
 from wsss.data.build import build_dataset
 from wsss.data.image_io import read_image
 from wsss.data.palette import load_mask, save_mask
-from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.engine.stage import close_stage, open_stage, pending, stage_run
 from wsss.errors import InputError, WSSSError
 from wsss.eval.confusion import format_table, write_metrics
 from wsss.eval.mask_eval import MaskScorer, describe, scalar_metrics
 from wsss.refine.crf import require_pydensecrf
 from wsss.refine.pseudo import PseudoParams, make_pseudo_mask, restrict_to_labels
 from wsss.engine.pool import map_images
-from wsss.engine.stage import cam_dir, check_same_size, gt_ids, hashed_view, section_of
+from wsss.engine.stage import cam_dir, check_same_size, gt_ids, section_of
+from wsss.schema import Rule, Schema
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,18 @@ SECTION = "pseudo"
 CONFIG_KEYS = ("pseudo", "data")
 _SECTION_KEYS = {"input", "bg_threshold", "bg_power", "conf_fg", "conf_bg", "min_confidence", "use_crf", "crf",
                  "num_workers", "name", "split"}
+#: Types and ranges of the ``pseudo`` keys (wsss/schema.py; the section itself comes from configs/_base_/pseudo.py).
+#: Workers and the folder name are not part of the masks' identity. ``input`` has no default: a chain names the
+#: CAM stage it refines (make_pseudo stops with one line otherwise).
+SCHEMA = Schema(SECTION, dict(input=None, bg_threshold=None, bg_power=None, conf_fg=None, conf_bg=None,
+                              min_confidence=None, use_crf=False, crf=None, num_workers=0, name=None, split=None),
+                rules=dict(input=Rule(kind="str"), bg_threshold=Rule(kind="number", min=0, max=1),
+                           bg_power=Rule(kind="number", gt=0), conf_fg=Rule(kind="number", min=0, max=1),
+                           conf_bg=Rule(kind="number", min=0, max=1), min_confidence=Rule(kind="number", min=0, max=1),
+                           crf=Rule(kind="dict"), num_workers=Rule(min=0), name=Rule(kind="str"),
+                           split=Rule(kind="str")),
+                runtime=("num_workers", "name"))
+SCHEMAS = (SCHEMA,)
 
 
 def inputs(cfg: Config) -> list[str]:
@@ -112,17 +125,24 @@ def pseudo_one(task: PseudoTask) -> str | None:
     return None
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
-    """Run the make_pseudo stage (see the module doc). Returns the manifest."""
-    s = section_of(cfg, SECTION, _SECTION_KEYS)
+def validate(cfg: Config) -> tuple[dict, PseudoParams]:
+    """The checked ``pseudo`` section and its decision rule (errors before any work, one line)."""
+    s = section_of(cfg, SECTION, _SECTION_KEYS, SCHEMA)
     params = PseudoParams.from_config(s)
     if params.crf is not None:
         require_pydensecrf()  # fail before claiming the stage folder, with the install fix
+    return s, params
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Run the make_pseudo stage (see the module doc). Returns the manifest."""
+    s, params = validate(cfg)
     name, src = stage_name(cfg), inputs(cfg)[0]
-    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, [src], force=force)
+    ds = build_dataset(cfg.data, split_of(cfg))
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
-    ds = build_dataset(cfg.data, split_of(cfg))
     out_of = (lambda i: sd.path / "masks" / f"{i}.png")
     todo = pending(ds.ids, out_of)
     log.info("%s: %d of %d pseudo masks of '%s' to make from %s (%s)", name, len(todo), len(ds.ids), ds.split,

@@ -32,13 +32,14 @@ from wsss.config import Config, to_plain
 from wsss.data.build import build_dataset
 from wsss.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsss.engine.checkpoint import load_weights
-from wsss.engine.stage import check_same_size, close_stage, open_stage, pending
-from wsss.errors import InputError, WSSSError
+from wsss.engine.stage import check_same_size, close_stage, open_stage, pending, stage_run
+from wsss.errors import ConfigError, InputError
 from wsss.eval.cam_eval import evaluate_cam_dir, format_cam_report
 from wsss.eval.confusion import write_metrics
 from wsss.models.affinity_net import AffinityNet, build_affinity_net
 from wsss.ops import radius_offsets
 from wsss.refine.propagation import BG_MODES, image_affinity, par_cams, random_walk_cams
+from wsss.schema import Rule, Schema, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +56,27 @@ DEFAULTS: dict[str, Any] = dict(
 _PAR_KEYS = ("dilations", "num_iter", "w1", "w2", "scale")
 
 
+#: What the ``propagate`` section accepts (wsss/schema.py); ``eval_threshold`` only sets the stage's report and
+#: ``name`` the folder: neither is part of the CAMs' identity.
+SCHEMA = Schema("propagate", DEFAULTS, rules=dict(
+    method=Rule(choices=METHODS), name=Rule(kind="str"), input=Rule(kind="str"), model=Rule(kind="str"),
+    split=Rule(kind="str"), radius=Rule(min=1), beta=Rule(kind="number", gt=0), t=Rule(min=1),
+    scales=Rule(gt=0, nonempty=True), bg=Rule(choices=BG_MODES), bg_power=Rule(kind="number", gt=0),
+    bg_threshold=Rule(min=0, max=1), eval_threshold=Rule(kind="number", min=0, max=1)),
+    runtime=("name",), evaluation=("eval_threshold",))
+SCHEMAS = (SCHEMA,)
+
+
 def section(cfg: Config) -> dict[str, Any]:
     """The ``propagate`` section with defaults filled in (unknown keys or values are an error)."""
     sec = dict(to_plain(cfg.get("propagate") or {}))
-    unknown = sorted(set(sec) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"unknown propagate key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **sec}
+    out = SCHEMA.resolve(sec)
     par = {**DEFAULTS["par"], **dict(sec.get("par") or {})}
     bad = sorted(set(par) - set(_PAR_KEYS))
     if bad:
-        raise WSSSError(f"unknown propagate.par key(s) {bad}; expected some of {list(_PAR_KEYS)}")
+        raise ConfigError(f"config propagate.par.{bad[0]}: unknown key{did_you_mean(bad[0], _PAR_KEYS)} "
+                          f"(known: {', '.join(_PAR_KEYS)})")
     out["par"] = par
-    if out["method"] not in METHODS:
-        raise WSSSError(f"propagate.method must be one of {METHODS}, got '{out['method']}'")
-    if out["bg"] not in BG_MODES:
-        raise WSSSError(f"propagate.bg must be one of {BG_MODES}, got '{out['bg']}'")
     return out
 
 
@@ -117,6 +123,7 @@ def _image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return ((x - mean) / std).to(device)
 
 
+@stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Propagate the CAMs of every image of the split; returns the stage manifest."""
     sec = section(cfg)
@@ -124,7 +131,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     data = cfg.get("data") or {}
     split = str(sec["split"] or data.get("cam_split") or data.get("train_split", "train"))
     ds = build_dataset(cfg.data, split)
-    sd, done = open_stage(cfg, name, config_keys(cfg), inputs(cfg), force=force)
+    sd, done = open_stage(cfg, name, config_keys(cfg), inputs(cfg), force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
     device = dist.resolve_device(cfg.get("device", "auto"))

@@ -38,17 +38,18 @@ from wsss.data.build import build_dataset
 from wsss.data.palette import IGNORE_INDEX, load_mask, save_mask
 from wsss.data.torch_sets import SegmentationSet
 from wsss.data.transforms import segmentation_transform
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from wsss.log import log_to
 from wsss.engine.sampling import EpochIndexed, ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
-from wsss.engine.stage import check_same_size, close_stage, open_stage, pending
+from wsss.engine.stage import check_same_size, close_stage, open_stage, pending, stage_run
 from wsss.errors import WSSSError
 from wsss.models.affinity_net import AffinityNet, build_affinity_net
 from wsss.ops import radius_offsets
 from wsss.refine.affinity_labels import downsample_labels, pair_labels, seed_labels
 from wsss.refine.affinity_loss import affinity_loss
+from wsss.schema import Rule, Schema
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +70,30 @@ DEFAULTS: dict[str, Any] = dict(
 )
 
 
-def _section(cfg: Config, key: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    sec = dict(to_plain(cfg.get(key) or {}))
-    unknown = sorted(set(sec) - set(defaults))
-    if unknown:
-        raise WSSSError(f"unknown {key} key(s) {unknown}; expected some of {sorted(defaults)}")
-    return {**defaults, **sec}
+#: What the ``train_aff`` and ``aff_model`` sections accept (wsss/schema.py); intervals, workers and the folder
+#: name are not part of the stage's identity.
+SCHEMA = Schema("train_aff", DEFAULTS, rules=dict(
+    input=Rule(kind="str"), name=Rule(kind="str"), split=Rule(kind="str"), conf_fg=Rule(min=0, max=1),
+    conf_bg=Rule(min=0, max=1), crf=Rule(kind="dict"), radius=Rule(min=1), crop_size=Rule(min=8),
+    scale_range=Rule(gt=0, nonempty=True), iters=Rule(min=1), batch_size=Rule(min=1),
+    optimizer=Rule(choices=("sgd", "adamw", "SGD", "AdamW")), lr=Rule(gt=0), head_lr_mult=Rule(gt=0),
+    momentum=Rule(min=0, max=1), weight_decay=Rule(min=0), lr_schedule=Rule(choices=("poly", "cosine", "constant")),
+    warmup_iters=Rule(min=0), num_workers=Rule(min=0), ckpt_interval=Rule(min=1), log_interval=Rule(min=1)),
+    runtime=("ckpt_interval", "log_interval", "num_workers", "name"))
+MODEL_SCHEMA = Schema("aff_model", MODEL_DEFAULTS, rules=dict(
+    weights=Rule(kind="str"), feature_stride=Rule(min=1), max_stride=Rule(min=1), proj_dim=Rule(min=1),
+    embed_dim=Rule(min=1)))
+SCHEMAS = (SCHEMA, MODEL_SCHEMA)
 
 
 def section(cfg: Config) -> dict[str, Any]:
-    """The ``train_aff`` section with defaults filled in (unknown keys are an error)."""
-    return _section(cfg, "train_aff", DEFAULTS)
+    """The ``train_aff`` section with defaults filled in (unknown keys and wrong values are an error)."""
+    return SCHEMA.resolve(to_plain(cfg.get("train_aff") or {}))
 
 
 def model_config(cfg: Config) -> dict[str, Any]:
     """The ``aff_model`` section with defaults filled in."""
-    return _section(cfg, "aff_model", MODEL_DEFAULTS)
+    return MODEL_SCHEMA.resolve(to_plain(cfg.get("aff_model") or {}))
 
 
 def stage_name(cfg: Config) -> str:
@@ -203,19 +212,27 @@ def build_optimizer(model: AffinityNet, sec: dict[str, Any]) -> torch.optim.Opti
     raise WSSSError(f"train_aff.optimizer must be 'sgd' or 'adamw', got '{sec['optimizer']}'")
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
-    """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
+def validate(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked ``train_aff`` and ``aff_model`` sections (before any stage of a pipeline runs)."""
     sec, mcfg = section(cfg), model_config(cfg)
-    name, src = stage_name(cfg), inputs(cfg)[0]
     crop, top = int(sec["crop_size"]), int(mcfg["max_stride"])
     if crop % top:
         raise WSSSError(f"train_aff.crop_size ({crop}) must be a multiple of aff_model.max_stride ({top})")
     if int(sec["batch_size"]) < 2 and dist.world_size() == 1 and not sec["freeze_backbone"]:
         raise WSSSError("train_aff.batch_size must be >= 2 (BatchNorm in the backbone)")
+    return sec, mcfg
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
+    sec, mcfg = validate(cfg)
+    name, src = stage_name(cfg), inputs(cfg)[0]
     ds = build_dataset(cfg.data, split_of(cfg, sec))
-    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
+    check_resumable(sd.path / "last.pth", resume)
     with log_to(sd.path / "train.log"):
         seed_dir = sd.path / "seeds"
         made = make_seeds(ds, Path(cfg.work_dir) / src / "cams", seed_dir, sec)
@@ -248,12 +265,10 @@ def _train(cfg: Config, sec: dict[str, Any], mcfg: dict[str, Any], name: str, ds
 
     last, final = sd.path / "last.pth", sd.path / "final.pth"
     start, curve = 0, []
-    if resume and last.is_file():
+    if resume and last.is_file():  # without --resume, check_resumable refused an existing last.pth
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         curve = list(state.get("extra", {}).get("loss_curve", []))
-    elif last.is_file():
-        log.warning("%s exists but --resume was not given: training from scratch", last)
 
     net: torch.nn.Module = model
     net = dist.wrap_ddp(net, device, sync_bn=True)

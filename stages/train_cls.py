@@ -2,7 +2,8 @@
 
 Reads the ``data``, ``cls_model`` and ``train_cls`` config sections. Writes ``<work_dir>/train_cls/``:
 ``last.pth`` (model, optimizer, scheduler, AMP scaler, iteration, RNG states; every ``ckpt_interval``
-iterations and at the end), ``final.pth`` (model weights only), ``metrics.json`` (val mAP) and ``log.txt``.
+iterations and at the end), ``final.pth`` (model weights only), ``metrics.json`` (val mAP) and ``train.log``
+(the log, as every training stage names it).
 
 ``--resume`` continues from ``last.pth`` and, on CPU, reaches bit-for-bit the weights of an uninterrupted run:
 batches come from a sampler whose order depends only on (seed, epoch), each sample's augmentation only on
@@ -20,7 +21,6 @@ import math
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,19 +29,21 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from wsss import dist
-from wsss.artifacts import atomic_path, read_manifest, write_json_atomic
+from wsss.artifacts import atomic_path, write_json_atomic
 from wsss.config import Config
 from wsss.data.build import build_dataset
 from wsss.data.torch_sets import ClassificationSet
 from wsss.data.transforms import classification_transform
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from wsss.engine.sampling import ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
-from wsss.engine.stage import close_stage, open_stage
+from wsss.engine.stage import close_stage, open_stage, stage_run
 from wsss.errors import WSSSError
 from wsss.eval.cam_eval import mean_average_precision
+from wsss.log import log_to
 from wsss.models.registry import build_classifier
+from wsss.schema import Rule, Schema
 
 STAGE = "train_cls"
 CONFIG_KEYS = ("data", "cls_model", "train_cls")
@@ -62,13 +64,22 @@ def inputs(cfg: Config) -> list[str]:
     return []
 
 
+#: What the ``train_cls`` section accepts (wsss/schema.py); checkpoint / log intervals and workers change
+#: neither the weights nor the curve's values, so they are not part of the stage's identity.
+SCHEMA = Schema("train_cls", DEFAULTS, rules=dict(
+    iters=Rule(min=1), batch_size=Rule(min=1), lr=Rule(gt=0), weight_decay=Rule(min=0), momentum=Rule(min=0, max=1),
+    optimizer=Rule(choices=("sgd", "adamw")), schedule=Rule(choices=("poly", "cosine", "constant")),
+    warmup_iters=Rule(min=0), crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True),
+    color_jitter=Rule(min=0), ckpt_interval=Rule(min=1), val_interval=Rule(min=0),
+    val_batch_size=Rule(kind="int", min=1), log_interval=Rule(min=1), num_workers=Rule(min=0),
+    grad_clip=Rule(kind="number", gt=0)),
+    runtime=("ckpt_interval", "log_interval", "num_workers"))
+SCHEMAS = (SCHEMA,)
+
+
 def settings(cfg: Config) -> dict[str, Any]:
-    """``train_cls`` section with defaults filled in (unknown keys are refused, typos must not pass)."""
-    section = dict(cfg.get("train_cls") or {})
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"train_cls: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **section}
+    """``train_cls`` section with defaults filled in (unknown keys and wrong values are refused, one line)."""
+    return SCHEMA.resolve(cfg.get("train_cls"))
 
 
 class _EpochIndexed(Dataset):
@@ -155,41 +166,24 @@ def _val_split(cfg: Config):
     return ds if len(ds) else None
 
 
-def _file_logger(path: Path) -> logging.Handler | None:
-    if not dist.is_main():
-        return None
-    h = logging.FileHandler(path)
-    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(h)
-    return h
-
-
+@stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Train the classifier; returns the stage manifest."""
     s = settings(cfg)
-    last = Path(cfg.work_dir) / STAGE / "last.pth"
-    if last.is_file() and not (resume or force) and (read_manifest(last.parent) or {}).get("status") == "running":
-        it = torch.load(last, map_location="cpu", weights_only=False).get("iteration", 0)
-        raise WSSSError(f"{last}: an interrupted run stopped at iteration {it}; pass --resume to continue it "
-                        f"or --force to start over")
-    sd, done = open_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), force=force)
-    if done:
-        return sd.manifest
-    handler = _file_logger(sd.path / "log.txt")
-    try:
-        return _train(cfg, s, sd, resume)
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-
-
-def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
-    device = dist.resolve_device(cfg.get("device", "auto"))
-    seed_everything(int(cfg.seed))
     train_ds = build_dataset(cfg.data, cfg.data.train_split)
     if not len(train_ds):
         raise WSSSError(f"train split '{cfg.data.train_split}' is empty")
+    sd, done = open_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), force=force, datasets=[train_ds], schemas=SCHEMAS)
+    if done:
+        return sd.manifest
+    check_resumable(sd.path / "last.pth", resume)
+    with log_to(sd.path / "train.log"):
+        return _train(cfg, s, sd, resume, train_ds)
+
+
+def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
+    device = dist.resolve_device(cfg.get("device", "auto"))
+    seed_everything(int(cfg.seed))
     model = build_classifier(cfg.cls_model, train_ds.num_classes - 1).to(device)
     iters = int(s["iters"])
     optimizer = build_optimizer(model, s)
@@ -202,8 +196,6 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
     start = 0
     history: list[dict[str, Any]] = []
     if last.is_file():
-        if not resume:
-            raise WSSSError(f"{last}: an interrupted run left this checkpoint; pass --resume or --force")
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         history = list((state.get("extra") or {}).get("history", []))

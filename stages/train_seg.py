@@ -36,14 +36,15 @@ from wsss.data.build import build_dataset
 from wsss.data.palette import IGNORE_INDEX, load_mask
 from wsss.data.torch_sets import SegmentationSet
 from wsss.data.transforms import segmentation_transform
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from wsss.log import log_to
 from wsss.engine.sampling import EpochIndexed, ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
-from wsss.engine.stage import close_stage, open_stage
-from wsss.errors import InputError, WSSSError
+from wsss.engine.stage import close_stage, open_stage, stage_run
+from wsss.errors import InputError, StageSkipped, WSSSError
 from wsss.models.seg import SEG_MODEL_DEFAULTS, build_segmentor
+from wsss.schema import Rule, Schema
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,21 @@ DEFAULTS: dict[str, Any] = dict(
 )
 
 
+#: What the ``train_seg`` section accepts (wsss/schema.py); intervals, workers and the folder name are not
+#: part of the stage's identity.
+SCHEMA = Schema("train_seg", DEFAULTS, rules=dict(
+    name=Rule(kind="str"), masks=Rule(kind="str"), split=Rule(kind="str"), iters=Rule(min=1),
+    batch_size=Rule(min=1), lr=Rule(gt=0), head_lr_mult=Rule(gt=0), momentum=Rule(min=0, max=1),
+    weight_decay=Rule(min=0), lr_schedule=Rule(choices=("poly", "cosine", "constant")), warmup_iters=Rule(min=0),
+    crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True), color_jitter=Rule(min=0),
+    ckpt_interval=Rule(min=1), log_interval=Rule(min=1), num_workers=Rule(min=0)),
+    runtime=("ckpt_interval", "log_interval", "num_workers", "name"))
+SCHEMAS = (SCHEMA,)
+
+
 def section(cfg: Config) -> dict[str, Any]:
-    """The ``train_seg`` section with defaults filled in (unknown keys are an error: typos must not pass)."""
-    sec = dict(to_plain(cfg.get("train_seg") or {}))
-    unknown = sorted(set(sec) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"unknown train_seg key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **sec}
+    """The ``train_seg`` section with defaults filled in (unknown keys and wrong values are a one-line error)."""
+    return SCHEMA.resolve(to_plain(cfg.get("train_seg") or {}))
 
 
 def stage_name(cfg: Config) -> str:
@@ -107,7 +116,8 @@ def mask_source(cfg: Config, ds: SegDataset) -> Any:
     masks = section(cfg)["masks"]
     if masks == "gt":
         if not ds.has_masks:
-            raise WSSSError(f"train_seg.masks='gt' but split '{ds.split}' of {ds.name} has no ground-truth masks")
+            raise StageSkipped(f"{stage_name(cfg)}: skipped, split '{ds.split}' of {ds.name} has no ground-truth "
+                               f"masks to train the fully supervised bound on")
         return ds.mask
     reader = _PseudoMasks(Path(cfg.work_dir) / str(masks) / "masks", ds.num_classes)
     missing = [i for i in ds.ids if not reader.path(i).is_file()]
@@ -146,20 +156,29 @@ def build_optimizer(model: torch.nn.Module, sec: dict[str, Any]) -> torch.optim.
     return torch.optim.SGD(groups, lr=lr, momentum=float(sec["momentum"]), weight_decay=float(sec["weight_decay"]))
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
-    """Train (or resume) the segmentation net; returns the stage manifest."""
+def validate(cfg: Config) -> dict[str, Any]:
+    """The checked ``train_seg`` section (before any stage of a pipeline runs; errors are one line)."""
     sec = section(cfg)
-    name = stage_name(cfg)
     sync_bn = dist.world_size() > 1 and dist.resolve_device(cfg.get("device", "auto")).type == "cuda"
     if int(sec["batch_size"]) < 2 and not sync_bn:
         raise WSSSError("train_seg.batch_size must be >= 2 per process (BatchNorm needs more than one image; "
                         "only multi-GPU runs, which use SyncBatchNorm, may use 1)")
+    return sec
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
+    """Train (or resume) the segmentation net; returns the stage manifest."""
+    sec = validate(cfg)
+    name = stage_name(cfg)
     split = train_split(cfg)
     ds = build_dataset(cfg.data, split)
     masks = mask_source(cfg, ds)
-    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force, datasets=[ds],
+                          with_masks=sec["masks"] == "gt", schemas=SCHEMAS)
     if done:
         return sd.manifest
+    check_resumable(sd.path / "last.pth", resume)
     with log_to(sd.path / "train.log"):
         return _train(cfg, sec, name, ds, masks, sd, resume)
 
@@ -180,13 +199,11 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
 
     last, final = sd.path / "last.pth", sd.path / "final.pth"
     start, curve, window = 0, [], [0.0, 0]  # window: loss sum and count since the last log line
-    if resume and last.is_file():
+    if resume and last.is_file():  # without --resume, check_resumable refused an existing last.pth
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         curve = list(state.get("extra", {}).get("loss_curve", []))
         window = list(state.get("extra", {}).get("loss_window", window))
-    elif last.is_file():
-        log.warning("%s exists but --resume was not given: training from scratch", last)
 
     net: torch.nn.Module = model
     net = dist.wrap_ddp(net, device, sync_bn=True)

@@ -134,6 +134,12 @@ def test_train_aff_resumes_bit_exact_after_kill(tiny_data, tmp_path):
     last = torch.load(killed / "train_aff" / "last.pth", map_location="cpu", weights_only=False)
     assert last["iteration"] == 2
 
+    # A plain re-run refuses and keeps the checkpoint (it used to train from scratch over it).
+    before = (killed / "train_aff" / "last.pth").read_bytes()
+    with pytest.raises(WSSSError, match="interrupted run stopped at iteration 2; pass --resume"):
+        train_aff.run(load_config(cfg_path))
+    assert (killed / "train_aff" / "last.pth").read_bytes() == before
+
     m = train_aff.run(load_config(cfg_path), resume=True)
     assert m["status"] == "complete" and m["metrics"]["iters"] == 4
     a, b = final_weights(clean), final_weights(killed)
