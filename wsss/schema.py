@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from wsss.errors import ConfigError
 
 #: Top-level keys every config may have, whatever its stages (configs/_base_/default_runtime.py, the runner).
-RUNTIME_TOP_LEVEL = ("work_dir", "seed", "device", "ops_backend", "pipeline", "data")
+RUNTIME_TOP_LEVEL = ("work_dir", "seed", "device", "ops_backend", "pipeline", "data", "dist_timeout_min")
 
 
 @dataclass(frozen=True)
