@@ -4,7 +4,8 @@ Reads ``<work_dir>/<train_aff.input>/cams/<id>.npz`` for the ids of ``train_aff.
 ``data.cam_split``). Writes ``<work_dir>/<train_aff.name>/``:
 
 * ``seeds/<id>.png``: confident labels per image (class where max CAM > ``conf_fg``, 0 where max CAM <=
-  ``conf_bg``, 255 in between; optionally CRF-refined), made once per image (per-image resume, sharded);
+  ``conf_bg``, 255 in between; optionally CRF-refined, ``train_aff.crf`` = CRF settings whose ``unary``
+  defaults to IRN's 'labels'), made once per image (per-image resume, sharded);
 * ``last.pth`` every ``ckpt_interval`` iterations and at the end; ``final.pth`` (weights + ``aff_model``);
 * ``metrics.json`` (seed coverage / accuracy against ground truth when there is one, loss curve), ``train.log``.
 
@@ -109,7 +110,8 @@ def _crf_params(sec: dict[str, Any]) -> Any:
         return None
     from wsss.refine.crf import CRFParams, require_pydensecrf
     require_pydensecrf()
-    return CRFParams.from_config(sec.get("crf") or {})
+    # IRN refines its two seed decisions from the hard labels (unary_from_labels, gt_prob 0.7)
+    return CRFParams.from_config(sec.get("crf") or {}, default_unary="labels")
 
 
 def make_seeds(ds: SegDataset, cam_dir: Path, seed_dir: Path, sec: dict[str, Any]) -> int:

@@ -14,6 +14,9 @@ pseudo = dict(
     conf_bg=0.05,          # IRN conf_bg_thres
     min_confidence=None,
     use_crf=False,         # refine each decision with a dense CRF on the image
-    crf=dict(n_iter=10, gauss_sxy=3, gauss_compat=3, bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10),
+    # unary=None: 'labels' (IRN, the hard decision with gt_prob) for the conf_fg/conf_bg band, 'softmax' for a
+    # single decision; set 'labels' / 'softmax' to force one.
+    crf=dict(n_iter=10, gauss_sxy=3, gauss_compat=3, bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10,
+             unary=None, gt_prob=0.7),
     num_workers=0,         # processes (0 = all cores); not part of the config hash
 )
