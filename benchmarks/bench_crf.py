@@ -8,7 +8,8 @@ with ``num_workers=1`` and once with every core; the ratio is the scaling.
 
 Quality: pseudo-mask mIoU on train (stages/make_pseudo.py, ignored pixels excluded / counted wrong, share
 ignored) for plain thresholding vs the same rule with CRF, for a single background threshold and for IRN's
-ignore band, plus the published CRF presets. The 'oracle' rows pick the threshold by sweeping against ground
+ignore band, each with both unaries ('softmax' and IRN's hard-decision 'labels'), plus the published CRF
+presets. The 'oracle' rows pick the threshold by sweeping against ground
 truth: an upper bound, not a result.
 
 Without ``--cam-dir`` the CAMs are made from the synthetic ground truth, degraded the way real CAMs are
@@ -184,18 +185,24 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     t = DEFAULT_THRESHOLD
+    soft, hard = dict(unary="softmax"), dict(unary="labels")
     for label, kw in [
         (f"threshold {t}", dict(bg_threshold=t)),
-        (f"threshold {t} + CRF (IRN params)", dict(bg_threshold=t, use_crf=True)),
+        (f"threshold {t} + CRF (IRN params, softmax unary)", dict(bg_threshold=t, use_crf=True, crf=soft)),
+        (f"threshold {t} + CRF (IRN params, labels unary = IRN)", dict(bg_threshold=t, use_crf=True, crf=hard)),
         ("ignore band 0.30/0.05 (IRN)", dict(conf_fg=0.30, conf_bg=0.05)),
-        ("ignore band 0.30/0.05 + CRF", dict(conf_fg=0.30, conf_bg=0.05, use_crf=True)),
-    ] + [(f"threshold {t} + CRF ({name} params)", dict(bg_threshold=t, use_crf=True, crf=dataclasses.asdict(p)))
+        ("ignore band 0.30/0.05 + CRF (softmax unary)", dict(conf_fg=0.30, conf_bg=0.05, use_crf=True, crf=soft)),
+        ("ignore band 0.30/0.05 + CRF (labels unary = IRN, default)",
+         dict(conf_fg=0.30, conf_bg=0.05, use_crf=True, crf=hard)),
+    ] + [(f"threshold {t} + CRF ({name} params, {p.unary} unary)",
+          dict(bg_threshold=t, use_crf=True, crf=dataclasses.asdict(p)))
          for name, p in PRESETS.items() if name != "irn"]:
         rows.append((label, run_pseudo(work, data, "bench_pseudo", all_cores, **kw)))
     if not args.no_sweep:
         thresholds = [round(x, 2) for x in np.arange(0.10, 0.61, 0.05)]
         cams_dir = work / "w" / "make_cam" / "cams"
-        for label, crf in (("threshold", None), ("threshold + CRF", CRFParams())):
+        for label, crf in (("threshold", None), ("threshold + CRF, softmax unary", CRFParams(unary="softmax")),
+                           ("threshold + CRF, labels unary", CRFParams(unary="labels"))):
             bt, bm = sweep(ds, cams_dir, thresholds, crf)
             rows.append((f"ORACLE: best {label} ({bt}, swept on GT)", {"miou": bm}))
     print("| pseudo masks (train) | mIoU, ignore excluded | mIoU, ignore counted wrong | ignored |")
@@ -203,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, m in rows:
         print(f"| {label} | {pct(m.get('miou'))} | {pct(m.get('miou_ignore_as_wrong'))} | "
               f"{pct(m.get('ignored_share'))}{'' if m.get('ignored_share') is None else ' %'} |")
-    base, with_crf = rows[0][1]["miou"], rows[1][1]["miou"]
-    print(f"\nCRF gain at threshold {t}: {100 * (with_crf - base):+.1f} mIoU points")
+    base, with_soft, with_hard = rows[0][1]["miou"], rows[1][1]["miou"], rows[2][1]["miou"]
+    print(f"\nCRF gain at threshold {t}: {100 * (with_soft - base):+.1f} mIoU points (softmax unary), "
+          f"{100 * (with_hard - base):+.1f} (labels unary)")
     return 0
 
 
