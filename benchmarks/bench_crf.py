@@ -2,6 +2,7 @@
 
     python benchmarks/bench_crf.py [--num-images 48] [--size 128] [--seed 0] [--workdir DIR]
         [--cam-dir WORK/make_cam/cams --data-root DATA]     # real CAMs instead of degraded ground truth
+        [--data-config configs/real/coco128_lite0.py --min-classes 2]   # real photos, degraded ground truth
 
 Speed: the crf stage's per-image work (load CAM + image, dense CRF, save) through its process pool, once
 with ``num_workers=1`` and once with every core; the ratio is the scaling.
@@ -66,17 +67,33 @@ def degraded_cams(mask: np.ndarray, keys: list[int], rng: np.random.Generator) -
     return np.stack(out).astype(np.float32) if out else np.zeros((0, h, w), np.float32)
 
 
-def prepare(work: Path, num_images: int, size: int, seed: int, cam_dir: Path | None, data_root: Path | None):
+def prepare(work: Path, num_images: int, size: int, seed: int, cam_dir: Path | None, data_root: Path | None,
+            data_config: Path | None = None, min_classes: int = 1):
     """A dataset and a complete 'make_cam' stage folder; returns (data cfg dict, dataset, cam source text)."""
-    if cam_dir is None:
-        data_root = work / "data"
-        generate_synthetic(data_root, num_train=num_images, num_val=0, seed=seed, size=size)
-    data = dict(type="synthetic", root=str(data_root), cam_split="train")
-    ds = build_dataset(data, "train")
-    if cam_dir is not None:
+    if data_config is not None:  # real photos of a dataset config; CAMs degraded from their ground truth
+        from wsss.config import load_config, to_plain
+        data = to_plain(load_config(data_config).data)
+        split = str(data.get("cam_split") or data.get("train_split", "train"))
+        data["cam_split"] = split
+        full = build_dataset(data, split)
+        chosen = [i for i in full.ids if len(full.labels.get(i, [])) >= min_classes][:num_images]
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "bench_ids.txt").write_text("".join(f"{i}\n" for i in chosen))  # a split of exactly these photos
+        data["split_files"] = {**dict(data.get("split_files") or {}), "bench": str(work / "bench_ids.txt")}
+        data["cam_split"] = "bench"
+        ds = build_dataset(data, "bench")
+        source = (f"{len(chosen)} photos of {data_config} with >= {min_classes} labelled classes, CAMs made from "
+                  "their ground truth by degradation")
+    elif cam_dir is not None:
+        data = dict(type="synthetic", root=str(data_root), cam_split="train")
+        ds = build_dataset(data, "train")
         ds.ids = [i for i in ds.ids if (cam_dir / f"{i}.npz").is_file()][:num_images]
         source = f"real CAMs from {cam_dir}"
     else:
+        data_root = work / "data"
+        generate_synthetic(data_root, num_train=num_images, num_val=0, seed=seed, size=size)
+        data = dict(type="synthetic", root=str(data_root), cam_split="train")
+        ds = build_dataset(data, "train")
         source = "CAMs made from ground truth by degradation (no trained CAMs used)"
     sd = StageDir(work / "w", "make_cam", "bench")
     sd.begin(force=True)
@@ -152,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--cam-dir", type=Path, default=None, help="use these CAM files (needs --data-root)")
     ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--data-config", type=Path, default=None,
+                    help="real photos: a config whose data section names them (e.g. configs/real/coco128_lite0.py); "
+                         "CAMs are degraded from their ground truth")
+    ap.add_argument("--min-classes", type=int, default=1, help="with --data-config: photos with >= this many classes")
     ap.add_argument("--no-sweep", action="store_true", help="skip the oracle threshold sweeps")
     ap.add_argument("--speed-only", action="store_true", help="only the 1 vs all workers timing")
     args = ap.parse_args(argv)
@@ -159,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cam_dir is not None and args.data_root is None:
         ap.error("--cam-dir needs --data-root")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_crf_"))
-    data, ds, source = prepare(work, args.num_images, args.size, args.seed, args.cam_dir, args.data_root)
+    data, ds, source = prepare(work, args.num_images, args.size, args.seed, args.cam_dir, args.data_root,
+                               args.data_config, args.min_classes)
     all_cores = resolve_workers(0)
     h, w = ds.image(ds.ids[0]).shape[:2]
     try:
