@@ -23,8 +23,10 @@ The unary (``CRFParams.unary``) comes in two kinds, and the choice matters more 
 * ``'labels'``: the hard decision ``argmax p`` with confidence ``gt_prob`` on the chosen label and
   ``(1 - gt_prob) / (C - 1)`` on each other one (pydensecrf's ``unary_from_labels`` with
   ``zero_unsure=False``), IRN's choice. Every pixel gets the same, fairly strong, vote for its own decision,
-  so the CRF only moves boundaries where the image says so. On 12 multi-class coco128 photos with
-  ground-truth-derived CAMs (issue 14) threshold 0.30 + CRF gave 47.6 mIoU with this unary, 39.6 with softmax.
+  so the CRF only moves boundaries where the image says so, but it also keeps a leakage halo that sits just
+  above the threshold, which 'softmax' would let the bilateral term remove. Which one wins depends on how the
+  CAMs are wrong (docs/benchmarks.md, *Fidelity to the references*: labels +2 to +3 mIoU on blurred-mask CAMs of
+  coco128 photos, -3 to -6 on CAMs that leak above the threshold; issue 14 measured 47.6 vs 39.6 on coco128).
 """
 
 from __future__ import annotations
