@@ -4,6 +4,7 @@
                                                           #   random walk 128^2, radius 5, 21 channels, t=256)
     python benchmarks/bench_affinity.py --device cpu --quick        # small CPU run (C++ twin vs reference)
     python benchmarks/bench_affinity.py --device cpu --size 128 --rw-size 32
+    python benchmarks/bench_affinity.py --classes 21 81 --json out.json   # PAR at K=21 and K=81 in one run
 
 Rows per op: the reference formulation (PAR: ToCo/AFA's unfold, which builds the [B, K, N, H, W]
 neighbourhood every iteration; random walk: IRN's dense hw x hw transition matrix raised to the t-th power),
@@ -49,6 +50,7 @@ class Case:
     label: str
     size: str
     floor_bytes: int
+    classes: int = 21  # PAR mask channels K of this row
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="small sizes and one repeat (smoke run)")
     p.add_argument("--size", type=int, default=None, help="PAR image side (GPU default 512, CPU 128)")
-    p.add_argument("--classes", type=int, default=21, help="PAR mask channels K")
+    p.add_argument("--classes", type=int, nargs="+", default=[21], help="PAR mask channels K (several: one "
+                   "pair of rows each, e.g. 21 81)")
     p.add_argument("--iters", type=int, default=10, help="PAR iterations")
     p.add_argument("--dilations", type=int, nargs="+", default=[1, 2, 4, 8, 12, 24])
     p.add_argument("--rw-size", type=int, default=None, help="random-walk grid side (GPU default 128, CPU 32)")
@@ -67,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed runs per row (default GPU 5, CPU 3)")
     p.add_argument("--threads", type=int, default=None, help="torch / OpenMP CPU threads (default: torch's)")
     p.add_argument("--skip-dense", action="store_true", help="skip IRN's dense random walk (O((hw)^2) memory)")
+    p.add_argument("--json", default=None, help="also write the rows (and target checks on GPU) to this file")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: CPU memory probe
     args = p.parse_args(argv)
     gpu = args.device == "cuda"
@@ -81,12 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_inputs(args: argparse.Namespace, op: str) -> tuple[torch.Tensor, ...]:
+def make_inputs(args: argparse.Namespace, case: Case) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
-    if op == "par":
+    if case.op == "par":
         s = args.size
         image = torch.rand(1, 3, s, s, generator=g)
-        masks = torch.softmax(torch.randn(1, args.classes, s, s, generator=g) * 3, dim=1)
+        masks = torch.softmax(torch.randn(1, case.classes, s, s, generator=g) * 3, dim=1)
         return image.to(args.device), masks.to(args.device)
     s = args.rw_size
     e = len(radius_offsets(args.radius))
@@ -113,15 +117,17 @@ def make_fn(args: argparse.Namespace, case: Case, inputs: tuple[torch.Tensor, ..
 
 def cases(args: argparse.Namespace) -> list[Case]:
     kernel = "cuda" if args.device == "cuda" else "cpp"
-    s, k, n_it = args.size, args.classes, args.iters
-    par_floor = 4 * (3 * s * s + n_it * 2 * k * s * s)
-    par_size = f"{s}x{s}, K={k}, {n_it} it, {len(args.dilations)} dil"
+    s, n_it = args.size, args.iters
     g, c, t = args.rw_size, args.channels, args.steps
     e = len(radius_offsets(args.radius))
     rw_floor = 4 * t * (2 * c + e) * g * g
     rw_size = f"{g}x{g}, r={args.radius} (E={e}), C={c}, t={t}"
-    out = [Case("par", "reference", "torch unfold (ToCo/AFA)", par_size, par_floor),
-           Case("par", kernel, f"{kernel} kernel", par_size, par_floor)]
+    out = []
+    for k in args.classes:
+        par_floor = 4 * (3 * s * s + n_it * 2 * k * s * s)
+        par_size = f"{s}x{s}, K={k}, {n_it} it, {len(args.dilations)} dil"
+        out += [Case("par", "reference", "torch unfold (ToCo/AFA)", par_size, par_floor, k),
+                Case("par", kernel, f"{kernel} kernel", par_size, par_floor, k)]
     if not args.skip_dense:
         out.append(Case("random_walk", "reference", "torch dense T^t (IRN)", rw_size, rw_floor))
     out += [Case("random_walk", "torch-shift", "torch shifted (fallback)", rw_size, rw_floor),
@@ -189,7 +195,7 @@ def cpu_peak_child(args: argparse.Namespace) -> None:
     """
     spec = json.loads(args.child)
     case = Case(**spec)
-    inputs = make_inputs(args, case.op)
+    inputs = make_inputs(args, case)
     if case.backend in ("cpp", "cuda"):
         load_extension()
     fn = make_fn(args, case, inputs)
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {name}; measured copy bandwidth {bw / 1e9:.1f} GB/s; median of {args.repeats} run(s)\n")
     results = []
     for case in cases(args):
-        inputs = make_inputs(args, case.op)
+        inputs = make_inputs(args, case)
         seconds, cpu_seconds, peak = time_and_gpu_peak(args, make_fn(args, case, inputs))
         if device == "cpu":
             peak = cpu_peak(argv, case)
@@ -238,26 +244,36 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| op | size | backend | time (ms) | CPU time (ms) | {mem_note} | floor bytes (MiB) | floor (ms) "
           f"| x floor | speed-up vs ref | mem vs ref |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    ref = {c.op: (s, m) for c, s, _, m in results if c.backend == "reference"}
+    ref = {(c.op, c.size): (s, m) for c, s, _, m in results if c.backend == "reference"}
+    rows = []
     for case, seconds, cpu_seconds, peak in results:
         floor_s = case.floor_bytes / bw
-        ref_s, ref_m = ref.get(case.op, (None, None))
+        ref_s, ref_m = ref.get((case.op, case.size), (None, None))
         speed = f"{ref_s / seconds:.1f}x" if ref_s else "-"
         mem_ratio = f"{ref_m / peak:.1f}x less" if ref_m and peak else "-"
         mem = f"{peak / MiB:.1f}" if peak is not None else "n/a"
         print(f"| {case.op} | {case.size} | {case.label} | {seconds * 1e3:.2f} | {cpu_seconds * 1e3:.0f} | {mem} | "
               f"{case.floor_bytes / MiB:.0f} | {floor_s * 1e3:.3f} | {seconds / floor_s:.1f} | {speed} | {mem_ratio} |")
+        rows.append(dict(op=case.op, size=case.size, backend=case.backend, label=case.label, ms=seconds * 1e3,
+                         cpu_ms=cpu_seconds * 1e3, peak_mib=None if peak is None else peak / MiB,
+                         floor_ms=floor_s * 1e3, speedup_vs_ref=ref_s / seconds if ref_s else None,
+                         mem_vs_ref=ref_m / peak if ref_m and peak else None))
+    targets = []
     if device == "cuda":
         print("\ntargets (GPU): kernel >= 5x faster and >= 5x less peak memory than the reference, "
               "<= 3x the bandwidth floor")
         for case, seconds, _, peak in results:
-            if case.backend != "cuda" or case.op not in ref:
+            if case.backend != "cuda" or (case.op, case.size) not in ref:
                 continue
-            ref_s, ref_m = ref[case.op]
+            ref_s, ref_m = ref[(case.op, case.size)]
             checks = {"5x faster": ref_s / seconds >= 5, "5x less memory": bool(peak) and ref_m / peak >= 5,
                       "3x floor": seconds <= 3 * case.floor_bytes / bw}
-            print(f"- {case.op}: " + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items()))
-
+            print(f"- {case.op} ({case.size}): " + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}"
+                                                          for k, v in checks.items()))
+            targets.append(dict(op=case.op, size=case.size, **{k: bool(v) for k, v in checks.items()}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(device=name, copy_bandwidth_gbs=bw / 1e9, repeats=args.repeats,
+                                                   rows=rows, targets=targets), indent=1))
 
 if __name__ == "__main__":
     main()

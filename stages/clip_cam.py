@@ -153,12 +153,14 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         _write_cams(cfg, sec, settings, ds, todo, out_path)
     dist.barrier()
     metrics: dict = {}
-    eval_ids = gt_ids(ds, ds.ids) if dist.is_main() else []
-    if eval_ids:
+    eval_ids = gt_ids(ds, ds.ids)
+    if eval_ids:  # every rank scores its shard; the sums are the single-process result
         bg = sec.get("bg_threshold")
-        result = evaluate_cam_dir(cam_dir, ds, bg_threshold=0.4 if bg is None else float(bg), ids=eval_ids)
-        write_metrics(sd.path / "metrics.json", result)
-        log.info("clip_cam %s:\n%s", split, format_cam_report(result, title=f"clip_cam CAMs ({split})"))
+        result = evaluate_cam_dir(cam_dir, ds, bg_threshold=0.4 if bg is None else float(bg), ids=eval_ids,
+                                  distributed=True)
+        if dist.is_main():
+            write_metrics(sd.path / "metrics.json", result)
+            log.info("clip_cam %s:\n%s", split, format_cam_report(result, title=f"clip_cam CAMs ({split})"))
         metrics = {"miou": result["miou"], "bg_threshold": result["bg_threshold"],
                    "oracle_miou": result["oracle"]["miou"], "oracle_threshold": result["oracle"]["threshold"]}
     return close_stage(sd, items=len(ds), metrics=metrics, split=split)

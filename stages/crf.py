@@ -102,15 +102,27 @@ def crf_decision(keys: np.ndarray, cams: np.ndarray) -> np.ndarray:
     return label_lut(keys)[np.concatenate([bg[None], cams]).argmax(axis=0)].astype(np.uint8)
 
 
-def evaluate_refined(ds: SegDataset, ids: Sequence[str], cams_of: Callable[[str], Path]) -> dict | None:
-    """mIoU of the CRF decisions against ground truth (None without ground truth)."""
+def evaluate_refined(ds: SegDataset, ids: Sequence[str], cams_of: Callable[[str], Path],
+                     distributed: bool = False) -> dict | None:
+    """mIoU of the CRF decisions against ground truth (None without ground truth). ``distributed``: call on
+    every rank; each scores its shard and the confusion matrices are summed."""
     ids = gt_ids(ds, ids)
     if not ids:
         return None
     cm = ConfusionMatrix(ds.num_classes)
-    for i in tqdm(ids, desc="eval crf", unit="img", leave=False):
-        keys, cams = load_cam(cams_of(i))
-        cm.update(crf_decision(keys, cams), ds.mask(i))
+    error = None
+    try:
+        for i in tqdm(dist.shard(ids) if distributed else ids, desc="eval crf", unit="img", leave=False,
+                      disable=not dist.is_main()):
+            keys, cams = load_cam(cams_of(i))
+            cm.update(crf_decision(keys, cams), ds.mask(i))
+    except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
+        error = e
+    if distributed:
+        dist.raise_first_error(error)
+        cm.reduce()
+    elif error is not None:
+        raise error
     summary = cm.summary(ds.class_names)
     summary["images"] = len(ids)
     return summary
@@ -136,8 +148,8 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     map_images(refine_one, tasks, s.get("num_workers", 0), desc=name)
     dist.barrier()
     metrics: dict = {}
+    summary = evaluate_refined(ds, ds.ids, out_of, distributed=True)
     if dist.is_main():
-        summary = evaluate_refined(ds, ds.ids, out_of)
         if summary is not None:
             write_metrics(sd.path / "metrics.json", summary)
             log.info("%s\n%s", name, format_table(summary, f"{name}: CRF decision vs ground truth ({ds.split})"))

@@ -167,17 +167,31 @@ def predict_split(model: torch.nn.Module, ds: SegDataset, ids: Sequence[str], se
                 save_mask(dirs[v] / f"{image_id}.png", preds[v])
 
 
-def score_predictions(ds: SegDataset, ids: Sequence[str], dirs: Mapping[str, Path]) -> dict[str, ConfusionMatrix]:
-    """Confusion matrices of saved predictions against the ground truth of ``ids``, one per variant."""
+def score_predictions(ds: SegDataset, ids: Sequence[str], dirs: Mapping[str, Path],
+                      distributed: bool = False) -> dict[str, ConfusionMatrix]:
+    """Confusion matrices of saved predictions against the ground truth of ``ids``, one per variant.
+
+    ``distributed``: call on every rank; each scores its shard and the matrices are summed (exact integers)."""
     mats = {v: ConfusionMatrix(ds.num_classes) for v in dirs}
-    for image_id in tqdm(ids, desc="scoring", leave=False):
-        gt = ds.mask(image_id)
-        for v, d in dirs.items():
-            pred = load_mask(d / f"{image_id}.png", ds.num_classes)
-            if pred.shape != gt.shape:
-                raise InputError(d / f"{image_id}.png", f"prediction {pred.shape} does not match ground truth "
-                                                        f"{gt.shape}; delete it and re-run")
-            mats[v].update(pred, gt)
+    error = None
+    try:
+        for image_id in tqdm(dist.shard(ids) if distributed else ids, desc="scoring", leave=False,
+                             disable=not dist.is_main()):
+            gt = ds.mask(image_id)
+            for v, d in dirs.items():
+                pred = load_mask(d / f"{image_id}.png", ds.num_classes)
+                if pred.shape != gt.shape:
+                    raise InputError(d / f"{image_id}.png", f"prediction {pred.shape} does not match ground "
+                                                            f"truth {gt.shape}; delete it and re-run")
+                mats[v].update(pred, gt)
+    except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
+        error = e
+    if distributed:
+        dist.raise_first_error(error)
+        for m in mats.values():
+            m.reduce()
+    elif error is not None:
+        raise error
     return mats
 
 
@@ -276,7 +290,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
                  ", ".join(variant_title(v, sec) for v in names))
         predict_split(model, ds, todo, sec, device, dirs=dirs, crf=crf)
         dist.barrier()
-        mats = score_predictions(ds, ds.ids, dirs) if dist.is_main() else None
+        mats = score_predictions(ds, ds.ids, dirs, distributed=True)
     else:
         mats = {v: ConfusionMatrix(ds.num_classes) for v in names}
         predict_split(model, ds, dist.shard(ds.ids), sec, device, matrices=mats, crf=crf)

@@ -1,7 +1,9 @@
 """Stage make_cam: multi-scale + flip CAMs for every image of a split, in the CAM format of DESIGN.md.
 
 Reads ``data``, ``cls_model`` and ``cam`` (and the ``train_cls`` weights). Writes
-``<work_dir>/make_cam/cams/<id>.npz`` (keys = the image's labelled classes, maps at the original size,
+``<work_dir>/<cam.name>/cams/<id>.npz`` (``cam.name`` defaults to ``make_cam``; a chain that needs CAMs of two
+splits, e.g. ``train_aug`` for the segmentation labels and ``train`` for the seed mIoU, names them
+``make_cam_train_aug`` / ``make_cam_train`` so both sit side by side) (keys = the image's labelled classes, maps at the original size,
 normalised per class to [0, 1]) and, when the split has masks, ``metrics.json`` with the seed mIoU at
 ``cam.bg_threshold`` and the oracle threshold.
 
@@ -50,8 +52,8 @@ KILL_ENV = "WSSS_TEST_KILL_AFTER_IMAGES"
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = dict(split=None, scales=[1.0, 0.5, 1.5, 2.0], flip=True, batch_size=8, num_workers=2,
-                                amp=True, checkpoint=None, bg_threshold=0.15, evaluate=True)
+DEFAULTS: dict[str, Any] = dict(name=None, split=None, scales=[1.0, 0.5, 1.5, 2.0], flip=True, batch_size=8,
+                                num_workers=2, amp=True, checkpoint=None, bg_threshold=0.15, evaluate=True)
 
 
 def settings(cfg: Config) -> dict[str, Any]:
@@ -69,6 +71,11 @@ def settings(cfg: Config) -> dict[str, Any]:
 def inputs(cfg: Config) -> list[str]:
     """train_cls, unless ``cam.checkpoint`` names the weights directly."""
     return [] if (cfg.get("cam") or {}).get("checkpoint") else ["train_cls"]
+
+
+def stage_name(cfg: Config) -> str:
+    """The stage folder: ``cam.name`` or 'make_cam'."""
+    return str((cfg.get("cam") or {}).get("name") or STAGE)
 
 
 def cam_split(cfg: Config) -> str:
@@ -168,7 +175,8 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     """Write CAMs for the configured split; returns the stage manifest. ``resume`` is implied (per image)."""
     s = settings(cfg)
     split = cam_split(cfg)
-    sd, done = open_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), force=force)
+    name = stage_name(cfg)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force)
     if done:
         return sd.manifest
     ds = build_dataset(cfg.data, split)
@@ -209,17 +217,20 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         per_rank = [None] * dist.world_size()
         torch.distributed.all_gather_object(per_rank, len(todo))
     metrics: dict[str, Any] = {}
-    if dist.is_main():
-        missing = missing_items(ds.ids, lambda i: cam_path(sd.path, i))
-        if missing:
-            raise WSSSError(f"{sd.path}: {len(missing)} CAMs missing after the run (first: {missing[0]}); re-run")
-        if s["evaluate"] and ds.has_masks:
-            result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=float(s["bg_threshold"]), progress=True)
+    # Every rank checks and scores (its shard, then the sums): rank 0 alone would take an hour on COCO while
+    # the others wait in a collective. Same files on every rank (shared work dir), so all raise alike.
+    missing = missing_items(ds.ids, lambda i: cam_path(sd.path, i))
+    if missing:
+        raise WSSSError(f"{sd.path}: {len(missing)} CAMs missing after the run (first: {missing[0]}); re-run")
+    if s["evaluate"] and ds.has_masks:
+        result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=float(s["bg_threshold"]), progress=True,
+                                  distributed=True)
+        metrics = {"miou": result["miou"], "bg_threshold": result["bg_threshold"],
+                   "oracle_miou": result["oracle"]["miou"], "oracle_threshold": result["oracle"]["threshold"]}
+        if dist.is_main():
             write_json_atomic(sd.path / "metrics.json", {**result, "split": split})
-            log.info("\n%s", format_cam_report(result, title=f"make_cam seeds on '{split}'"))
-            metrics = {"miou": result["miou"], "bg_threshold": result["bg_threshold"],
-                       "oracle_miou": result["oracle"]["miou"], "oracle_threshold": result["oracle"]["threshold"]}
-            log.info("make_cam: seed mIoU %.2f at bg %.2f (oracle %.2f at %.2f) on %d images of '%s'",
+            log.info("\n%s", format_cam_report(result, title=f"{name} seeds on '{split}'"))
+            log.info("%s: seed mIoU %.2f at bg %.2f (oracle %.2f at %.2f) on %d images of '%s'", name,
                      100 * (metrics["miou"] or 0), metrics["bg_threshold"], 100 * metrics["oracle_miou"],
                      metrics["oracle_threshold"], len(ds.ids), split)
     return close_stage(sd, items=len(ds.ids), metrics=metrics, split=split, computed_per_rank=per_rank)

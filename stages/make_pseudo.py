@@ -1,14 +1,17 @@
 """Stage ``make_pseudo``: pseudo masks (palette PNG, 255 = ignore) from any CAM artifact.
 
 Reads ``<work_dir>/<pseudo.input>/cams/<id>.npz`` (make_cam, propagate, clip_cam, crf, ...) for the ids of
-``data.cam_split`` and writes ``<work_dir>/make_pseudo/masks/<id>.png``. The decision rule is
+``pseudo.split`` (default ``data.cam_split``) and writes ``<work_dir>/<pseudo.name>/masks/<id>.png``.
+``pseudo.input`` has no default: which CAMs become the labels (seeds, random walk, CRF, ...) and the background
+threshold that fits them go together, so a config must say it (a chain whose pseudo masks silently read the seeds
+instead of the walk would lose the refinement without a word). The decision rule is
 :func:`wsss.refine.pseudo.make_pseudo_mask`: IRN's ignore band (``conf_fg`` / ``conf_bg``) or a single
 background threshold / power, each optionally refined by a dense CRF. Only the image's labelled classes can
 appear: CAM channels of other classes are dropped before the decision.
 
 Config section::
 
-    pseudo = dict(input='make_cam', bg_threshold=None, bg_power=None, conf_fg=0.30, conf_bg=0.05,
+    pseudo = dict(input='propagate', split=None, name=None, bg_threshold=None, bg_power=None, conf_fg=0.30, conf_bg=0.05,
                   min_confidence=None, use_crf=False, crf=dict(n_iter=10, ...), num_workers=0)
 
 When the split has ground truth, ``metrics.json`` gets the pseudo-mask mIoU with ignored pixels excluded
@@ -46,12 +49,22 @@ STAGE = "make_pseudo"
 SECTION = "pseudo"
 CONFIG_KEYS = ("pseudo", "data")
 _SECTION_KEYS = {"input", "bg_threshold", "bg_power", "conf_fg", "conf_bg", "min_confidence", "use_crf", "crf",
-                 "num_workers", "name"}
+                 "num_workers", "name", "split"}
 
 
 def inputs(cfg: Config) -> list[str]:
-    """The CAM stage this stage reads (``pseudo.input``)."""
-    return [str(cfg.get(SECTION, {}).get("input") or "make_cam")]
+    """The CAM stage this stage reads (``pseudo.input``, required)."""
+    src = (cfg.get(SECTION) or {}).get("input")
+    if not src:
+        raise WSSSError(f"config section '{SECTION}' needs 'input': the CAM stage whose maps become the pseudo "
+                        "masks (e.g. 'make_cam', 'propagate', 'clip_cam'), with a background threshold that fits them")
+    return [str(src)]
+
+
+def split_of(cfg: Config) -> str:
+    """``pseudo.split``, else data.cam_split."""
+    data = cfg.get("data") or {}
+    return str((cfg.get(SECTION) or {}).get("split") or data.get("cam_split") or data.get("train_split", "train"))
 
 
 def stage_name(cfg: Config) -> str:
@@ -109,7 +122,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, [src], force=force)
     if done:
         return sd.manifest
-    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
+    ds = build_dataset(cfg.data, split_of(cfg))
     out_of = (lambda i: sd.path / "masks" / f"{i}.png")
     todo = pending(ds.ids, out_of)
     log.info("%s: %d of %d pseudo masks of '%s' to make from %s (%s)", name, len(todo), len(ds.ids), ds.split,
@@ -119,16 +132,22 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     map_images(pseudo_one, tasks, s.get("num_workers", 0), desc=name)
     dist.barrier()
     metrics: dict = {}
-    if dist.is_main():
-        ids = gt_ids(ds, ds.ids)
-        if ids:
-            scorer = MaskScorer(ds.num_classes)
-            for i in tqdm(ids, desc="eval pseudo", unit="img", leave=False):
+    ids = gt_ids(ds, ds.ids)
+    if ids:  # every rank scores its shard, then the counts are summed (exactly the single-process result)
+        scorer = MaskScorer(ds.num_classes)
+        error = None
+        try:
+            for i in tqdm(dist.shard(ids), desc="eval pseudo", unit="img", leave=False, disable=not dist.is_main()):
                 scorer.update(load_mask(out_of(i), ds.num_classes), ds.mask(i))
-            summary = scorer.summary(ds.class_names)
+        except Exception as e:  # noqa: BLE001 - the other ranks must not wait for this one forever
+            error = e
+        dist.raise_first_error(error)
+        scorer.reduce()
+        summary = scorer.summary(ds.class_names)
+        metrics = scalar_metrics(summary)
+        if dist.is_main():
             write_metrics(sd.path / "metrics.json", summary)
             log.info("%s\n%s", name, format_table(summary, f"{name}: pseudo masks vs ground truth ({ds.split}), "
                                                           "ignored pixels excluded"))
             log.info("%s: %s", name, describe(summary))
-            metrics = scalar_metrics(summary)
     return close_stage(sd, items=len(ds.ids), metrics=metrics)

@@ -160,13 +160,14 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         save_cam(out_of(image_id), keys, out.cpu().numpy())
     dist.barrier()
     metrics: dict[str, Any] = {}
-    if dist.is_main() and ds.has_masks:
+    if ds.has_masks:  # every rank scores its shard; the sums are the single-process result
         thr = eval_threshold(sec)
-        result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=thr)
-        write_metrics(sd.path / "metrics.json", result)
-        log.info("%s\n%s", name, format_cam_report(result, f"{name} ({sec['method']}) vs ground truth ({ds.split})"))
+        result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=thr, distributed=True)
         metrics = {"miou": result["miou"], "bg_threshold": thr, "oracle_miou": result["oracle"]["miou"],
                    "oracle_threshold": result["oracle"]["threshold"]}
+    if metrics and dist.is_main():
+        write_metrics(sd.path / "metrics.json", result)
+        log.info("%s\n%s", name, format_cam_report(result, f"{name} ({sec['method']}) vs ground truth ({ds.split})"))
         log.info("%s: mIoU %.2f at bg threshold %.2f (oracle %.2f at %.2f)", name, 100 * (result["miou"] or 0), thr,
                  100 * result["oracle"]["miou"], result["oracle"]["threshold"])
     return close_stage(sd, items=len(ds), metrics=metrics)

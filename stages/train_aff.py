@@ -146,23 +146,38 @@ def make_seeds(ds: SegDataset, cam_dir: Path, seed_dir: Path, sec: dict[str, Any
     return len(todo)
 
 
-def seed_quality(ds: SegDataset, seed_dir: Path) -> dict[str, Any]:
-    """Shares of foreground / background / labelled seed pixels and, with ground truth, each kind's accuracy."""
+def seed_quality(ds: SegDataset, seed_dir: Path, distributed: bool = False) -> dict[str, Any]:
+    """Shares of foreground / background / labelled seed pixels and, with ground truth, each kind's accuracy.
+
+    ``distributed``: call on every rank; each counts its shard of the images and the counts are summed."""
     total = 0
     share = {"fg": 0, "bg": 0}
     correct = {"fg": 0, "bg": 0}
     scored = {"fg": 0, "bg": 0}
-    for image_id in ds.ids:
-        seeds = load_mask(seed_dir / f"{image_id}.png", ds.num_classes)
-        total += seeds.size
-        kinds = {"bg": seeds == 0, "fg": (seeds != 0) & (seeds != IGNORE_INDEX)}
-        gt = ds.mask(image_id) if ds.has_masks else None
-        for kind, sel in kinds.items():
-            share[kind] += int(sel.sum())
-            if gt is not None:
-                sel = sel & (gt != IGNORE_INDEX)
-                scored[kind] += int(sel.sum())
-                correct[kind] += int((seeds[sel] == gt[sel]).sum())
+    error = None
+    try:
+        for image_id in dist.shard(ds.ids) if distributed else ds.ids:
+            seeds = load_mask(seed_dir / f"{image_id}.png", ds.num_classes)
+            total += seeds.size
+            kinds = {"bg": seeds == 0, "fg": (seeds != 0) & (seeds != IGNORE_INDEX)}
+            gt = ds.mask(image_id) if ds.has_masks else None
+            for kind, sel in kinds.items():
+                share[kind] += int(sel.sum())
+                if gt is not None:
+                    sel = sel & (gt != IGNORE_INDEX)
+                    scored[kind] += int(sel.sum())
+                    correct[kind] += int((seeds[sel] == gt[sel]).sum())
+    except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
+        error = e
+    if distributed:
+        dist.raise_first_error(error)
+        counts = dist.all_reduce_sum(torch.tensor([total] + [d[k] for d in (share, correct, scored)
+                                                             for k in ("fg", "bg")], dtype=torch.int64)).tolist()
+        total = counts[0]
+        for n, d in enumerate((share, correct, scored)):
+            d["fg"], d["bg"] = counts[1 + 2 * n], counts[2 + 2 * n]
+    elif error is not None:
+        raise error
     out: dict[str, Any] = {"seed_coverage": round((share["fg"] + share["bg"]) / max(1, total), 6)}
     for kind in ("fg", "bg"):
         out[f"seed_{kind}_share"] = round(share[kind] / max(1, total), 6)
@@ -225,8 +240,8 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         seed_dir = sd.path / "seeds"
         made = make_seeds(ds, Path(cfg.work_dir) / src / "cams", seed_dir, sec)
         dist.barrier()
-        quality = seed_quality(ds, seed_dir) if dist.is_main() else {}
-        if quality:
+        quality = seed_quality(ds, seed_dir, distributed=True)
+        if dist.is_main():
             log.info("%s: %d seed maps made (%d already there); %s", name, made, len(ds) - made,
                      ", ".join(f"{k} {v}" for k, v in quality.items() if v is not None))
             warn_if_degenerate(name, quality, sec)

@@ -137,6 +137,7 @@ def make_cam_workdir(root: Path, work: Path, ids: list[str], labels: dict, masks
 
 
 def write_config(path: Path, data_root: Path, work: Path, **pseudo) -> Path:
+    pseudo.setdefault("input", "make_cam")
     items = ", ".join(f"{k}={v!r}" for k, v in pseudo.items())
     path.write_text(
         f"_base_ = [{str(REPO / 'configs/_base_/default_runtime.py')!r}, {str(REPO / 'configs/_base_/pseudo.py')!r}]\n"

@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", default=None, help="last stage to run (folder name)")
     args = parser.parse_args(argv)
     try:
-        dist.init_from_env()  # before logging, so non-zero ranks log warnings only
-        setup_logging(args.log_level)
         cfg = config_from_args(args)
+        dist.init_from_env(cfg.get("dist_timeout_min"))  # before logging, so non-zero ranks log warnings only
+        setup_logging(args.log_level)
         results = run_pipeline(cfg, args.start, args.until, resume=args.resume, force=args.force)
     except WSSSError as e:
         print(f"error: {e}", file=sys.stderr)

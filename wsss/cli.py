@@ -46,9 +46,9 @@ def run_stage_cli(run: Callable[..., Any], description: str, argv: Sequence[str]
     parser = parser or stage_parser(description)
     args = parser.parse_args(argv)
     try:
-        dist.init_from_env()  # before logging, so non-zero ranks log warnings only
-        setup_logging(args.log_level)
         cfg = config_from_args(args)
+        dist.init_from_env(cfg.get("dist_timeout_min"))  # before logging, so non-zero ranks log warnings only
+        setup_logging(args.log_level)
         extra = {k: v for k, v in vars(args).items()
                  if k not in {"config", "work_dir", "resume", "force", "cfg_options", "log_level"}}
         run(cfg, resume=args.resume, force=args.force, **extra)

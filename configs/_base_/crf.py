@@ -18,7 +18,8 @@ crf = dict(
     bilateral_sxy=50,      # bilateral (appearance) kernel: spatial std in pixels
     bilateral_srgb=5,      # ... colour std in RGB units (0..255)
     bilateral_compat=10,   # ... and its Potts weight
-    unary='softmax',       # 'softmax': -log of the probabilities; 'labels': IRN's hard-decision unary
-    gt_prob=0.7,           # ... 'labels' only: probability given to the decided label (IRN 0.7)
-    num_workers=0,         # processes (0 = all cores); not part of the config hash
+    # Also accepted (defaults, left out so existing stage hashes stay valid): unary='softmax' (-log of the
+    # probabilities; 'labels' = IRN's hard-decision unary) and gt_prob=0.7 ('labels' only: the decided label's
+    # probability).
+    num_workers=0,         # processes (0 = all cores, per rank cores // local ranks); not hashed
 )

@@ -2,9 +2,10 @@
 # step/train_irn.py, step/make_sem_seg_labels.py) for the affinity half of the chain: seeds -> train_aff ->
 # propagate -> pseudo masks, plus the crf stage with IRN's crf_inference_label. See docs/stage_affinity.md.
 #
-# This file already inherits affinity.py, pseudo.py and crf.py: list it INSTEAD of them in a chain's _base_
-# (mmengine refuses a key defined by two bases), e.g.
-#   _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/voc.py', ..., '../_base_/irn.py']
+# Used by configs/voc/irn_r50.py and configs/coco/irn_r50.py. This file already inherits affinity.py, pseudo.py
+# and crf.py: list it INSTEAD of them in a chain's _base_ (mmengine refuses a key defined by two bases), e.g.
+#   _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/voc12.py', ..., '../_base_/irn.py']
+# The CAM stage each section reads (train_aff.input, propagate.input, pseudo.input) is named by the chain.
 #
 # What is IRN's and what is not:
 #   * IRN's affinity comes from a class-boundary map and is trained with a displacement-field branch too; wsss
@@ -15,11 +16,11 @@
 #   * batch_size is per GPU in wsss: 32 is IRN's total on one GPU; on N GPUs use 32 // N.
 _base_ = ['./affinity.py', './pseudo.py', './crf.py']
 
-# aff_model stays affinity.py's (resnet50, stride 4 = IRN's edge-map stride); set pretrained / weights in the
-# chain (IRN: ImageNet ResNet-50, frozen below).
+# IRN's backbone: ImageNet ResNet-50 (torchvision's weights, timm tag 'tv_in1k'), frozen below; stride 4 = IRN's
+# edge-map stride.
+aff_model = dict(backbone='resnet50', pretrained='tv_in1k', feature_stride=4)
 
 train_aff = dict(
-    input='make_cam',
     conf_fg=0.30,          # IRN conf_fg_thres
     conf_bg=0.05,          # IRN conf_bg_thres
     use_crf=True,          # cam_to_ir_label refines both decisions with crf_inference_label ...
@@ -28,7 +29,8 @@ train_aff = dict(
     radius=10,             # train_irn: PathIndex(radius=10); the walk uses propagate.radius 5
     crop_size=512,         # irn_crop_size
     scale_range=(0.5, 1.5),  # VOC12AffinityDataset(rescale=(0.5, 1.5)), random crop, horizontal flip
-    epochs=3,              # irn_num_epoches; iterations = (images // 32) * 3 = 990 on VOC train_aug (10,582)
+    iters=990,             # irn_num_epoches 3 on VOC train_aug: (10,582 // 32) * 3 (COCO sets its own); or set
+                           # train_aff.epochs=3, which converts the same way for any set and overrides iters
     batch_size=32,         # irn_batch_size (per GPU in wsss, see above)
     freeze_backbone=True,  # resnet50_irn detaches every backbone stage and keeps the backbone in eval mode
     optimizer='sgd',
@@ -43,8 +45,6 @@ train_aff = dict(
 
 propagate = dict(
     method='rw',
-    input='make_cam',
-    model='train_aff',
     radius=5,              # make_sem_seg_labels: propagate_to_edge(..., radius=5)
     beta=10,               # beta
     t=256,                 # exp_times 8: the transition matrix is squared 8 times = 2 ** 8 steps
@@ -57,7 +57,6 @@ propagate = dict(
 
 # IRN's semantic pseudo labels: argmax over (0.25, walked CAMs), no CRF, no ignore band.
 pseudo = dict(
-    input='propagate',
     conf_fg=None,
     conf_bg=None,
     bg_threshold=0.25,     # sem_seg_bg_thres

@@ -150,3 +150,29 @@ def test_kernels_use_far_less_memory_than_the_references():
         ref = _peak_bytes(lambda: par(image, masks, backend="torch"))
         ker = _peak_bytes(lambda: par(image, masks, backend="cuda"))
     assert ker * 5 < ref, (ker, ref)
+
+
+def test_cuda_kernels_pass_their_self_check(monkeypatch, caplog):
+    """The check every process runs before the first kernel use (wsss/ops/selfcheck.py) passes on this GPU, and
+    auto then serves CUDA tensors with the kernel (no warning, no fallback)."""
+    import logging
+
+    import wsss.ops.par_op as par_op
+    import wsss.ops.random_walk_op as rw_op
+    import wsss.ops.selfcheck as selfcheck
+
+    monkeypatch.setattr(selfcheck, "_verdicts", {})
+    monkeypatch.delenv("WSSS_OPS", raising=False)
+    dev = torch.device(DEV, torch.cuda.current_device())
+    assert par_op._self_check(dev) is None
+    assert rw_op._self_check(dev) is None
+    used = []
+    kernel = par_op._par_kernel
+    monkeypatch.setattr(par_op, "_par_kernel", lambda *a: used.append(1) or kernel(*a))
+    with caplog.at_level(logging.INFO, logger="wsss.ops.selfcheck"):
+        with torch.no_grad():
+            par(torch.rand(1, 3, 16, 16, device=DEV), torch.rand(1, 2, 16, 16, device=DEV))
+            random_walk(torch.rand(1, 2, 8, 8, device=DEV), torch.rand(1, 34, 8, 8, device=DEV), 5, 10.0, 3)
+    assert len(used) == 3  # self-check float32 + float64, then the call itself
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "wsss.ops.selfcheck"]
+    assert sum("self-check on cuda" in r.getMessage() and "passed" in r.getMessage() for r in caplog.records) == 2

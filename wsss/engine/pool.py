@@ -14,12 +14,15 @@ from wsss.errors import WSSSError
 
 
 def resolve_workers(num_workers: int | None) -> int:
-    """``0``/None -> the cores this process may use; otherwise the number given (>= 1)."""
+    """``0``/None -> this rank's share of the cores this process may use (all of them without torchrun;
+    ``cores // LOCAL_WORLD_SIZE`` under torchrun, since every rank of the machine starts its own pool);
+    otherwise the number given (>= 1)."""
     if not num_workers:
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+            cores = os.cpu_count() or 1
+        return max(1, cores // dist.local_world_size())
     if int(num_workers) < 0:
         raise WSSSError(f"num_workers must be >= 0 (0 = all cores), got {num_workers}")
     return int(num_workers)

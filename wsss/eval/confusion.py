@@ -65,8 +65,9 @@ class ConfusionMatrix:
     def reduce(self) -> None:
         """Sum the matrix over all ranks of an initialised process group (no-op otherwise)."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from wsss import dist
             both = torch.cat([self.mat.reshape(-1), self.missed])
-            torch.distributed.all_reduce(both)
+            dist.all_reduce_sum(both)  # on the rank's GPU under NCCL
             n = self.num_classes
             self.mat = both[: n * n].reshape(n, n)
             self.missed = both[n * n:]

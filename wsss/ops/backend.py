@@ -3,11 +3,14 @@
 Rules (``WSSS_OPS`` environment variable, read at every call, or the ``backend=`` argument of an op):
 
 - unset / ``auto``: CUDA tensors use the CUDA kernel, compiled on first use; if that build fails the op falls
-  back to the PyTorch reference with ONE warning per process. CPU tensors use the PyTorch reference.
+  back to the PyTorch reference with ONE warning per process. Before its first use on a device each kernel runs
+  a self-check against the reference (:mod:`wsss.ops.selfcheck`); if it fails, ONE warning per op and device is
+  logged and that op uses the reference for the rest of the process. CPU tensors use the PyTorch reference.
   Autograd: the kernels are forward-only, so when a gradient is needed the reference runs (it is
   differentiable).
 - ``torch``: always the PyTorch reference.
-- ``cuda``: the CUDA kernel, no fallback; CPU tensors, a failed build or a needed gradient raise.
+- ``cuda``: the CUDA kernel, no fallback; CPU tensors, a failed build, a failed self-check or a needed gradient
+  raise.
 - ``cpp``: the C++ CPU twin of the kernels (same per-pixel code), no fallback; CUDA tensors, a failed build or
   a needed gradient raise. Used by the CPU parity tests and the CPU benchmark.
 """
@@ -21,10 +24,11 @@ import warnings
 import torch
 
 from wsss.ops.extension import ExtensionBuildError, cuda_build_possible, load_extension
+from wsss.ops.selfcheck import Check, kernel_verified
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENV_VAR", "BACKENDS", "resolve_backend"]
+__all__ = ["ENV_VAR", "BACKENDS", "resolve_backend", "checked_backend"]
 
 ENV_VAR = "WSSS_OPS"
 BACKENDS = ("auto", "torch", "cuda", "cpp")
@@ -82,4 +86,17 @@ def resolve_backend(op: str, device: torch.device, needs_grad: bool, backend: st
     variant = load_extension()
     if choice == "cuda" and variant != "cuda":
         raise ExtensionBuildError(f"wsss.ops.{op}: the loaded extension has no CUDA kernels")
+    return choice
+
+
+def checked_backend(op: str, device: torch.device, needs_grad: bool, backend: str | None, check: Check) -> str:
+    """:func:`resolve_backend`, plus the self-check before the first use of a CUDA kernel on ``device``.
+
+    check: the op's self-check (``device -> None | problem``, see :mod:`wsss.ops.selfcheck`), run once per
+    process and device. 'cuda' becomes 'torch' when it fails under auto; a forced 'cuda' raises
+    KernelSelfCheckError. The C++ CPU twin ('cpp') is not self-checked: the CPU tests cover it in CI.
+    """
+    choice = resolve_backend(op, device, needs_grad, backend)
+    if choice == "cuda" and not kernel_verified(op, device, check, strict=_requested(backend) == "cuda"):
+        return "torch"
     return choice

@@ -12,8 +12,10 @@ from typing import Sequence
 
 import torch
 
-from wsss.ops.backend import resolve_backend
+from wsss.ops import par_ref
+from wsss.ops.backend import checked_backend
 from wsss.ops.par_ref import DEFAULT_DILATIONS, par_reference
+from wsss.ops.selfcheck import compare_with_reference
 
 __all__ = ["par"]
 
@@ -60,15 +62,42 @@ def par(image: torch.Tensor, masks: torch.Tensor, dilations: Sequence[int] = DEF
     dilations = tuple(int(d) for d in dilations)
     _check(image, masks, dilations, num_iter, w1)
     needs_grad = torch.is_grad_enabled() and (image.requires_grad or masks.requires_grad)
-    choice = resolve_backend("par", masks.device, needs_grad, backend)
+    choice = checked_backend("par", masks.device, needs_grad, backend, _self_check)
     if choice == "torch":
         return par_reference(image, masks, dilations, int(num_iter), float(w1), float(w2))
+    return _par_kernel(image, masks, dilations, int(num_iter), float(w1), float(w2))
+
+
+def _par_kernel(image: torch.Tensor, masks: torch.Tensor, dilations: tuple[int, ...], num_iter: int, w1: float,
+                w2: float) -> torch.Tensor:
+    """The compiled path (CUDA kernel for CUDA tensors, C++ twin for CPU ones); checked arguments."""
     acc = torch.float64 if masks.dtype == torch.float64 else torch.float32
     img = image.to(acc).contiguous()
     b, _, h, w = img.shape
     weights = img.new_empty(b, 8 * len(dilations), h, w)
-    torch.ops.wsss_ops.par_weights(img, weights, list(dilations), float(w1), float(w2))
+    torch.ops.wsss_ops.par_weights(img, weights, list(dilations), w1, w2)
     x = masks.to(acc, copy=True).contiguous()  # own buffer: the op writes into it
     tmp = torch.empty_like(x)
-    torch.ops.wsss_ops.par_propagate(weights, x, tmp, list(dilations), int(num_iter))
+    torch.ops.wsss_ops.par_propagate(weights, x, tmp, list(dilations), num_iter)
     return x.to(masks.dtype)
+
+
+#: Self-check input: 2 images of 19 x 27 (dilations 12 and 24 exceed the image: border clamping), 11 classes
+#: (one full chunk of 8 channels and a partial one), ToCo's dilations, 3 iterations (odd: the ping-pong buffer).
+_CHECK_SHAPE = (2, 11, 19, 27)
+_CHECK_ARGS = (DEFAULT_DILATIONS, 3, 0.3, 0.01)
+
+
+def _check_inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    b, k, h, w = _CHECK_SHAPE
+    g = torch.Generator().manual_seed(20261201)
+    image = torch.rand(b, 3, h, w, generator=g, dtype=dtype)
+    masks = torch.softmax(torch.randn(b, k, h, w, generator=g, dtype=dtype) * 3, dim=1)
+    return image.to(device), masks.to(device)
+
+
+def _self_check(device: torch.device) -> str | None:
+    """The compiled PAR against the reference on the fixed input (float32 and float64); None when they agree."""
+    problem, _ = compare_with_reference(lambda i, m: _par_kernel(i, m, *_CHECK_ARGS),
+                                        lambda i, m: par_ref.par_reference(i, m, *_CHECK_ARGS), _check_inputs, device)
+    return problem
