@@ -10,7 +10,11 @@ refined probabilities sum to 1), so later stages read the file like any other CA
 Config section::
 
     crf = dict(input='make_cam', bg_threshold=0.30, bg_power=None, n_iter=10, gauss_sxy=3, gauss_compat=3,
-               bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10, num_workers=0)
+               bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10, unary='softmax', gt_prob=0.7,
+               num_workers=0)
+
+``unary``: 'softmax' (default here: the stage's output is meant to stay a soft map) or 'labels' (IRN: the CRF
+starts from the thresholded decision with confidence ``gt_prob``, see :mod:`wsss.refine.crf`).
 
 ``num_workers``: processes for the per-image work (0 = all cores of this machine / rank); it does not change
 the outputs, so it is left out of the config hash. Per-image resume: a killed run re-started with the same
@@ -49,7 +53,8 @@ log = logging.getLogger(__name__)
 STAGE = "crf"
 SECTION = "crf"
 CONFIG_KEYS = ("crf", "data")
-_CRF_KEYS = ("n_iter", "gauss_sxy", "gauss_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
+_CRF_KEYS = ("n_iter", "gauss_sxy", "gauss_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat", "unary",
+             "gt_prob")
 _SECTION_KEYS = set(_CRF_KEYS) | {"input", "bg_threshold", "bg_power", "num_workers", "name"}
 #: Types and ranges of the ``crf`` keys (wsss/schema.py); workers and the folder name are not part of the identity.
 SCHEMA = Schema(SECTION, dict(input="make_cam", bg_threshold=None, bg_power=None, num_workers=0, name=None,

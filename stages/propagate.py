@@ -9,7 +9,8 @@ Reads ``<work_dir>/<propagate.input>/cams/<id>.npz`` for the ids of ``propagate.
 
 How background is represented in the output (the format stores foreground classes only) is set by
 ``propagate.bg``, see :mod:`wsss.refine.propagation`: with ``'none'`` (IRN) the walked CAMs are max-normalised
-per class and thresholded downstream like any CAM (IRN: 0.25); with ``'power'``/``'threshold'`` each class
+(``propagate.normalise``: ``'global'`` = one maximum over all classes, IRN's; ``'per_class'`` = each class by its
+own) and thresholded downstream like any CAM (IRN: 0.25); with ``'power'``/``'threshold'`` each class
 holds its share against the walked background channel and 0.5 is the natural threshold.
 
 Per-image resume (existing outputs are skipped, each file written atomically), ids sharded by rank under
@@ -38,7 +39,7 @@ from wsss.eval.cam_eval import evaluate_cam_dir, format_cam_report
 from wsss.eval.confusion import write_metrics
 from wsss.models.affinity_net import AffinityNet, build_affinity_net
 from wsss.ops import radius_offsets
-from wsss.refine.propagation import BG_MODES, image_affinity, par_cams, random_walk_cams
+from wsss.refine.propagation import BG_MODES, NORMALISE_MODES, image_affinity, par_cams, random_walk_cams
 from wsss.schema import Rule, Schema, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ METHODS = ("rw", "par")
 
 DEFAULTS: dict[str, Any] = dict(
     method="rw", name=None, input="make_cam", model="train_aff", split=None, radius=5, beta=10, t=256,
-    scales=[1.0], flip=True, bg="none", bg_power=8, bg_threshold=0.05,
+    scales=[1.0], flip=True, bg="none", bg_power=8, bg_threshold=0.05, normalise="per_class",
     par=dict(dilations=[1, 2, 4, 8, 12, 24], num_iter=10, w1=0.3, w2=0.01, scale=1.0), eval_threshold=None,
 )
 _PAR_KEYS = ("dilations", "num_iter", "w1", "w2", "scale")
@@ -62,7 +63,8 @@ SCHEMA = Schema("propagate", DEFAULTS, rules=dict(
     method=Rule(choices=METHODS), name=Rule(kind="str"), input=Rule(kind="str"), model=Rule(kind="str"),
     split=Rule(kind="str"), radius=Rule(min=1), beta=Rule(kind="number", gt=0), t=Rule(min=1),
     scales=Rule(gt=0, nonempty=True), bg=Rule(choices=BG_MODES), bg_power=Rule(kind="number", gt=0),
-    bg_threshold=Rule(min=0, max=1), eval_threshold=Rule(kind="number", min=0, max=1)),
+    bg_threshold=Rule(min=0, max=1), eval_threshold=Rule(kind="number", min=0, max=1),
+    normalise=Rule(choices=NORMALISE_MODES)),
     runtime=("name",), evaluation=("eval_threshold",))
 SCHEMAS = (SCHEMA,)
 
@@ -96,7 +98,7 @@ def config_keys(cfg: Config) -> tuple[str, ...]:
 
 
 def eval_threshold(sec: dict[str, Any]) -> float:
-    """The background threshold for the stage's own mIoU: 0.25 (IRN) for per-class normalised walks, else 0.5."""
+    """The background threshold for the stage's own mIoU: 0.25 (IRN) for max-normalised walks, else 0.5."""
     if sec["eval_threshold"] is not None:
         return float(sec["eval_threshold"])
     return 0.25 if sec["bg"] == "none" else 0.5
@@ -154,11 +156,13 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
             if sec["method"] == "rw":
                 aff = image_affinity(model, _image_tensor(image, device), offsets, sec["scales"], bool(sec["flip"]))
                 out = random_walk_cams(c, aff, offsets, model.feature_stride, float(sec["beta"]), int(sec["t"]),
-                                       sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]))
+                                       sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]),
+                                       str(sec["normalise"]))
             else:
                 img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().to(device)
                 out = par_cams(img, c, par["dilations"], int(par["num_iter"]), float(par["w1"]), float(par["w2"]),
-                               float(par["scale"]), sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]))
+                               float(par["scale"]), sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]),
+                               str(sec["normalise"]))
         save_cam(out_of(image_id), keys, out.cpu().numpy())
     dist.barrier()
     metrics: dict[str, Any] = {}

@@ -4,15 +4,20 @@ Reads ``<work_dir>/<train_aff.input>/cams/<id>.npz`` for the ids of ``train_aff.
 ``data.cam_split``). Writes ``<work_dir>/<train_aff.name>/``:
 
 * ``seeds/<id>.png``: confident labels per image (class where max CAM > ``conf_fg``, 0 where max CAM <=
-  ``conf_bg``, 255 in between; optionally CRF-refined), made once per image (per-image resume, sharded);
+  ``conf_bg``, 255 in between; optionally CRF-refined, ``train_aff.crf`` = CRF settings whose ``unary``
+  defaults to IRN's 'labels'), made once per image (per-image resume, sharded);
 * ``last.pth`` every ``ckpt_interval`` iterations and at the end; ``final.pth`` (weights + ``aff_model``);
 * ``metrics.json`` (seed coverage / accuracy against ground truth when there is one, loss curve), ``train.log``.
 
 Training: random scale / crop / flip of image and seeds together, seeds sampled on the stride-``feature_stride``
-grid, pair labels for all offsets within ``radius`` (:mod:`wsss.refine.affinity_labels`), the balanced
+grid, pair labels for all offsets within ``train_aff.radius`` (:mod:`wsss.refine.affinity_labels`; IRN trains
+with 10 and walks with ``propagate.radius`` 5, the two keys are independent), the balanced
 AffinityNet loss (:mod:`wsss.refine.affinity_loss`). SGD or AdamW, poly schedule, AMP on CUDA, DDP under
-torchrun. ``--resume`` continues from ``last.pth`` bit-for-bit on CPU (batch order from
-:class:`ResumableBatchSampler`, augmentation from (seed, epoch, index), a private DataLoader generator).
+torchrun. Length: ``iters``, or ``epochs`` (IRN's count, :func:`resolve_iters`). ``freeze_backbone``: IRN's
+setting, the backbone gets no gradient (its features are constants, as IRN's ``.detach()``) and stays in eval
+mode (BatchNorm statistics frozen), only the new layers train, at ``lr * head_lr_mult``. ``--resume`` continues from ``last.pth``
+bit-for-bit on CPU (batch order from :class:`ResumableBatchSampler`, augmentation from (seed, epoch, index), a
+private DataLoader generator).
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ MODEL_DEFAULTS: dict[str, Any] = dict(backbone="resnet50", pretrained=False, wei
 #: Defaults of the ``train_aff`` section.
 DEFAULTS: dict[str, Any] = dict(
     input="make_cam", name=None, split=None, conf_fg=0.30, conf_bg=0.05, use_crf=False, crf=None, radius=5,
-    crop_size=256, scale_range=(0.7, 1.3), iters=2000, batch_size=8, optimizer="sgd", lr=0.01,
+    crop_size=256, scale_range=(0.7, 1.3), iters=2000, epochs=None, batch_size=8, optimizer="sgd", lr=0.01,
     head_lr_mult=10.0, momentum=0.9, weight_decay=1e-4, lr_schedule="poly", power=0.9, warmup_iters=0,
     freeze_backbone=False, amp=True, num_workers=2, ckpt_interval=200, log_interval=20,
 )
@@ -105,6 +110,20 @@ def inputs(cfg: Config) -> list[str]:
     return [str(section(cfg)["input"])]
 
 
+def resolve_iters(sec: dict[str, Any], num_images: int, world_size: int = 1) -> int:
+    """Training length in iterations: ``train_aff.iters``, or, when ``train_aff.epochs`` is set, IRN's count
+    ``(num_images // (batch_size * world_size)) * epochs`` (full batches only, as its drop_last loader).
+    IRN on VOC train_aug: (10582 // 32) * 3 = 990 iterations."""
+    if sec.get("epochs") is None:
+        return int(sec["iters"])
+    epochs, batch = int(sec["epochs"]), int(sec["batch_size"]) * max(1, int(world_size))
+    per_epoch = int(num_images) // batch
+    if epochs < 1 or per_epoch < 1:
+        raise WSSSError(f"train_aff.epochs={sec['epochs']} with {num_images} images and a global batch of {batch} "
+                        "gives no full batch: lower batch_size or set train_aff.iters (and epochs=None)")
+    return per_epoch * epochs
+
+
 def split_of(cfg: Config, sec: dict[str, Any]) -> str:
     data = cfg.get("data") or {}
     return str(sec.get("split") or data.get("cam_split") or data.get("train_split", "train"))
@@ -118,7 +137,8 @@ def _crf_params(sec: dict[str, Any]) -> Any:
         return None
     from wsss.refine.crf import CRFParams, require_pydensecrf
     require_pydensecrf()
-    return CRFParams.from_config(sec.get("crf") or {})
+    # IRN refines its two seed decisions from the hard labels (unary_from_labels, gt_prob 0.7)
+    return CRFParams.from_config(sec.get("crf") or {}, default_unary="labels")
 
 
 def make_seeds(ds: SegDataset, cam_dir: Path, seed_dir: Path, sec: dict[str, Any]) -> int:
@@ -251,7 +271,7 @@ def _train(cfg: Config, sec: dict[str, Any], mcfg: dict[str, Any], name: str, ds
     device = dist.resolve_device(cfg.get("device", "auto"))
     seed = int(cfg.seed)
     seed_everything(seed)
-    iters, bs = int(sec["iters"]), int(sec["batch_size"])
+    iters, bs = resolve_iters(sec, len(ds), dist.world_size()), int(sec["batch_size"])
     use_amp = bool(sec["amp"]) and device.type == "cuda"
     model = build_affinity_net(**mcfg).to(device)
     if sec["freeze_backbone"]:

@@ -18,6 +18,9 @@ pseudo = dict(
     conf_bg=0.05,          # IRN conf_bg_thres
     min_confidence=None,
     use_crf=False,         # refine each decision with a dense CRF on the image
+    # crf also accepts unary ('labels': IRN's hard-decision unary with gt_prob, default 0.7; 'softmax') and
+    # gt_prob. Unset (as here, so existing stage hashes stay valid): 'labels' for the conf_fg/conf_bg band,
+    # 'softmax' for a single decision (bg_threshold / bg_power).
     crf=dict(n_iter=10, gauss_sxy=3, gauss_compat=3, bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10),
     num_workers=0,         # processes (0 = all cores, per rank cores // local ranks); not hashed
 )

@@ -79,6 +79,7 @@ class MaskScorer:
 
         return {
             "miou": ex["miou"],
+            "miou_gt_classes": ex["miou_gt_classes"],  # ToCo / CLIP-ES convention (wsss.eval.confusion)
             "miou_ignore_as_wrong": wr["miou"],
             "pixel_accuracy": ex["pixel_accuracy"],
             "ignored_share": share(self.ignored, self.pixels),
