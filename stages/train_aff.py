@@ -86,6 +86,7 @@ SCHEMA = Schema("train_aff", DEFAULTS, rules=dict(
     warmup_iters=Rule(min=0), num_workers=Rule(min=0), ckpt_interval=Rule(min=1), log_interval=Rule(min=1)),
     runtime=("ckpt_interval", "log_interval", "num_workers", "name"))
 MODEL_SCHEMA = Schema("aff_model", MODEL_DEFAULTS, rules=dict(
+    pretrained=Rule(kind="any"),  # True/False, or a timm tag such as 'tv_in1k' (wsss.models.weights.timm_name)
     weights=Rule(kind="str"), feature_stride=Rule(min=1), max_stride=Rule(min=1), proj_dim=Rule(min=1),
     embed_dim=Rule(min=1)))
 SCHEMAS = (SCHEMA, MODEL_SCHEMA)
