@@ -10,7 +10,11 @@ flip). Variants (configs/synthetic/):
 
 * ``toco``: toco_vit_tiny.py, classification + auxiliary classification + PTC + CTC;
 * ``cls_only``: toco_vit_tiny_clsonly.py, the same ViT with the final classification loss only;
-* ``cls_aux`` (optional ablation): classification + auxiliary classification, no token contrast.
+* ``cls_aux`` (optional ablation): classification + auxiliary classification, no token contrast;
+* ``toco_aug``: toco with ToCo's augmentation (``train_cls.augmentation='toco'``: three views, jitter
+  0.4/0.4/0.2/0.1, grayscale, blur, a RandomResizedCrop second global view with solarize);
+* ``toco_seg``: toco_vit_tiny_seg.py, ToCo's augmentation + its segmentation branch; also runs
+  ``stages.seg_cam`` and reports the decoder's mIoU next to its CAMs' (both on train).
 
 Reported per variant: seed mIoU on train at the configured background threshold (``cam.bg_threshold``) and the
 oracle threshold (swept on ground truth: an upper bound, not a result), val mAP of the classifier, the
@@ -33,7 +37,7 @@ from pathlib import Path
 import torch
 
 import wsss.models.toco  # noqa: F401  (registers cls_model type 'toco')
-from stages import make_cam, train_cls
+from stages import make_cam, seg_cam, train_cls
 from wsss.cam.multiscale import normalise_images
 from wsss.config import load_config
 from wsss.data.build import build_dataset
@@ -45,6 +49,8 @@ VARIANTS = {
     "toco": ("configs/synthetic/toco_vit_tiny.py", {}),
     "cls_only": ("configs/synthetic/toco_vit_tiny_clsonly.py", {}),
     "cls_aux": ("configs/synthetic/toco_vit_tiny.py", {"cls_model.ptc_weight": 0.0, "cls_model.ctc_weight": 0.0}),
+    "toco_aug": ("configs/synthetic/toco_vit_tiny.py", {"train_cls.augmentation": "toco"}),
+    "toco_seg": ("configs/synthetic/toco_vit_tiny_seg.py", {}),
 }
 log = logging.getLogger("quality_toco")
 
@@ -85,6 +91,12 @@ def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, se
     t1, c1 = time.time(), time.process_time()
     make_cam.run(cfg)
     t2, c2 = time.time(), time.process_time()
+    seg = {}
+    if cfg.cls_model.get("seg_head"):
+        seg_cam.run(cfg)
+        m = json.loads((Path(cfg.work_dir) / "seg_cam" / "metrics.json").read_text())
+        seg = {"seg_miou": m["miou"], "seg_bg_threshold": m["bg_threshold"], "seg_oracle_miou": m["oracle"]["miou"],
+               "seg_oracle_threshold": m["oracle"]["threshold"]}
     cam_metrics = json.loads((Path(cfg.work_dir) / "make_cam" / "metrics.json").read_text())
     cls_metrics = json.loads((Path(cfg.work_dir) / "train_cls" / "metrics.json").read_text())
     last = torch.load(Path(cfg.work_dir) / "train_cls" / "last.pth", map_location="cpu", weights_only=False)
@@ -95,22 +107,26 @@ def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, se
            "val_map": cls_metrics.get("val_map"), "token_cos": token_similarity(cfg),
            "last_losses": {k: v for k, v in history[-1].items() if k not in ("iter", "lr")},
            "train_s": round(t1 - t0, 1), "cam_s": round(t2 - t1, 1),
-           "train_cpu_s": round(c1 - c0, 1), "cam_cpu_s": round(c2 - c1, 1)}
+           "train_cpu_s": round(c1 - c0, 1), "cam_cpu_s": round(c2 - c1, 1), **seg}
     row_file.write_text(json.dumps(row, indent=2))
     return row
 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| variant | seed mIoU @ bg thr | oracle mIoU (thr) | val mAP | final-token mean abs cos "
-            "| last losses (mean of the last 25 its) | train s wall (CPU) | CAM s wall (CPU) |\n"
-            "|---|---|---|---|---|---|---|---|")
+            "| last losses (mean of the last 25 its) | train s wall (CPU) | CAM s wall (CPU) "
+            "| seg branch mIoU @ thr | seg oracle (thr) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         losses = ", ".join(f"{k} {v:.3f}" for k, v in r["last_losses"].items())
         lines.append(f"| {r['variant']} (seed {r.get('seed', 0)}) | {100 * r['miou']:.2f} @ {r['bg_threshold']:.2f} | "
                      f"{100 * r['oracle_miou']:.2f} ({r['oracle_threshold']:.2f}) | "
                      f"{100 * (r['val_map'] or 0):.2f} | {r['token_cos']:.3f} | {losses} | "
-                     f"{r['train_s']:.0f} ({r['train_cpu_s']:.0f}) | {r['cam_s']:.0f} ({r['cam_cpu_s']:.0f}) |")
+                     f"{r['train_s']:.0f} ({r['train_cpu_s']:.0f}) | {r['cam_s']:.0f} ({r['cam_cpu_s']:.0f}) | "
+                     + (f"{100 * r['seg_miou']:.2f} @ {r['seg_bg_threshold']:.2f} | "
+                        f"{100 * r['seg_oracle_miou']:.2f} ({r['seg_oracle_threshold']:.2f}) |"
+                        if "seg_miou" in r else "- | - |"))
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ import os
 import signal
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -79,14 +79,16 @@ def cam_path(stage_dir: Path, image_id: str) -> Path:
     return stage_dir / "cams" / f"{image_id}.npz"
 
 
-def load_model(cfg: Config, num_classes_fg: int, device: torch.device) -> torch.nn.Module:
-    """The trained classifier in eval mode (initial weights are not fetched: the checkpoint replaces them)."""
+def load_model(cfg: Config, num_classes_fg: int, device: torch.device,
+               checkpoint: str | Path | None = None) -> torch.nn.Module:
+    """The trained classifier in eval mode (initial weights are not fetched: the checkpoint replaces them).
+    ``checkpoint`` defaults to ``cam.checkpoint``, then ``<work_dir>/train_cls/final.pth``."""
     model_cfg = dict(cfg.cls_model)
     for key in ("pretrained", "weights"):
         if key in model_cfg:
             model_cfg[key] = False if key == "pretrained" else None
     model = build_classifier(model_cfg, num_classes_fg)
-    ckpt = (cfg.get("cam") or {}).get("checkpoint") or Path(cfg.work_dir) / "train_cls" / "final.pth"
+    ckpt = checkpoint or (cfg.get("cam") or {}).get("checkpoint") or Path(cfg.work_dir) / "train_cls" / "final.pth"
     load_weights(ckpt, model)
     return model.to(device).eval()
 
@@ -166,34 +168,44 @@ def _is_oom(e: BaseException) -> bool:
 
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Write CAMs for the configured split; returns the stage manifest. ``resume`` is implied (per image)."""
-    s = settings(cfg)
-    split = cam_split(cfg)
-    sd, done = open_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), force=force)
+    return write_cam_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), settings(cfg), cam_split(cfg), fused_cams,
+                           force=force)
+
+
+def write_cam_stage(cfg: Config, stage: str, config_keys: Sequence[str], stage_inputs: list[str],
+                    s: dict[str, Any], split: str, fuse: Callable[..., list[np.ndarray]],
+                    force: bool = False) -> dict:
+    """The body of every stage that runs the trained classifier over a split and writes CAM-format npz files
+    (make_cam; seg_cam for a segmentation branch): per-image resume, size-grouped batches, OOM retry,
+    evaluation. ``fuse(model, images [B,H,W,3] uint8, labels, scales, flip, amp)`` gives per image
+    float32 [len(labels[b]), H, W] in [0, 1]; ``s`` holds the keys of make_cam's DEFAULTS."""
+    sd, done = open_stage(cfg, stage, config_keys, stage_inputs, force=force)
     if done:
         return sd.manifest
     ds = build_dataset(cfg.data, split)
     device = dist.resolve_device(cfg.get("device", "auto"))
-    model = load_model(cfg, ds.num_classes - 1, device)
+    model = load_model(cfg, ds.num_classes - 1, device, s.get("checkpoint"))
     todo = pending(ds.ids, lambda i: cam_path(sd.path, i))
     if len(todo) < math.ceil(len(ds.ids) / dist.world_size()) and dist.is_main():
-        log.info("make_cam: resuming, %d of this rank's images still to do", len(todo))
+        log.info("%s: resuming, %d of this rank's images still to do", stage, len(todo))
     groups = size_groups(ds, todo, max(1, int(s["batch_size"])))
     loader = DataLoader(_GroupSet(ds, groups), batch_size=None, shuffle=False,
                         num_workers=int(s["num_workers"]), collate_fn=_as_is)
     scales = [float(x) for x in s["scales"]]
     amp = bool(s["amp"]) and device.type == "cuda"
-    log.info("make_cam: %d images of '%s' (%d to do on this rank, %d groups), scales %s, flip %s, on %s",
-             len(ds.ids), split, len(todo), len(groups), scales, s["flip"], device)
+    log.info("%s: %d images of '%s' (%d to do on this rank, %d groups), scales %s, flip %s, on %s",
+             stage, len(ds.ids), split, len(todo), len(groups), scales, s["flip"], device)
 
     from tqdm import tqdm
-    bar = tqdm(total=len(todo), desc="make_cam", unit="img", disable=not dist.is_main(), dynamic_ncols=True)
+    bar = tqdm(total=len(todo), desc=stage, unit="img", disable=not dist.is_main(), dynamic_ncols=True)
     writes: list[Future] = []
     kill_after, computed = int(os.environ.get(KILL_ENV, "0") or 0), 0
     with ThreadPoolExecutor(max_workers=2) as writer, torch.no_grad():
         for items in loader:
             for ids, batch in _by_shape(items):
                 labels = [list(ds.labels.get(i, [])) for i in ids]
-                for i, keys, maps in _process(model, ids, batch, labels, scales, bool(s["flip"]), amp, device):
+                for i, keys, maps in _process(model, ids, batch, labels, scales, bool(s["flip"]), amp, device,
+                                              fuse):
                     writes.append(writer.submit(save_cam, cam_path(sd.path, i), keys, maps))
                 bar.update(len(ids))
                 computed += len(ids)
@@ -216,11 +228,11 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         if s["evaluate"] and ds.has_masks:
             result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=float(s["bg_threshold"]), progress=True)
             write_json_atomic(sd.path / "metrics.json", {**result, "split": split})
-            log.info("\n%s", format_cam_report(result, title=f"make_cam seeds on '{split}'"))
+            log.info("\n%s", format_cam_report(result, title=f"{stage} seeds on '{split}'"))
             metrics = {"miou": result["miou"], "bg_threshold": result["bg_threshold"],
                        "oracle_miou": result["oracle"]["miou"], "oracle_threshold": result["oracle"]["threshold"]}
-            log.info("make_cam: seed mIoU %.2f at bg %.2f (oracle %.2f at %.2f) on %d images of '%s'",
-                     100 * (metrics["miou"] or 0), metrics["bg_threshold"], 100 * metrics["oracle_miou"],
+            log.info("%s: seed mIoU %.2f at bg %.2f (oracle %.2f at %.2f) on %d images of '%s'",
+                     stage, 100 * (metrics["miou"] or 0), metrics["bg_threshold"], 100 * metrics["oracle_miou"],
                      metrics["oracle_threshold"], len(ds.ids), split)
     return close_stage(sd, items=len(ds.ids), metrics=metrics, split=split, computed_per_rank=per_rank)
 
@@ -238,17 +250,17 @@ def _drain(writes: list[Future], keep: int) -> list[Future]:
 
 def _process(model: torch.nn.Module, ids: list[str], batch: np.ndarray, labels: list[list[int]],
              scales: list[float], flip: bool, amp: bool, device: torch.device,
-             ) -> list[tuple[str, list[int], np.ndarray]]:
+             fuse: Callable[..., list[np.ndarray]] = fused_cams) -> list[tuple[str, list[int], np.ndarray]]:
     """(id, keys, cams) of one same-size batch; on CUDA out-of-memory, its images again one at a time
     (P-NOC behaviour), and an image that does not fit alone is a one-line error naming it."""
     try:
         images = torch.from_numpy(batch).to(device, non_blocking=True)
-        return list(zip(ids, labels, fused_cams(model, images, labels, scales, flip, amp)))
+        return list(zip(ids, labels, fuse(model, images, labels, scales, flip, amp)))
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if not _is_oom(e):
             raise
         if len(ids) == 1:
-            raise WSSSError(f"make_cam: out of GPU memory on image '{ids[0]}' alone "
+            raise WSSSError(f"{fuse.__name__}: out of GPU memory on image '{ids[0]}' alone "
                             f"({batch.shape[2]}x{batch.shape[1]}); use fewer/smaller cam.scales") from e
     images = None
     if device.type == "cuda":
@@ -257,5 +269,5 @@ def _process(model: torch.nn.Module, ids: list[str], batch: np.ndarray, labels: 
                 len(ids), batch.shape[2], batch.shape[1])
     out = []
     for k, i in enumerate(ids):
-        out += _process(model, [i], batch[k:k + 1], [labels[k]], scales, flip, amp, device)
+        out += _process(model, [i], batch[k:k + 1], [labels[k]], scales, flip, amp, device, fuse)
     return out

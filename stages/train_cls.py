@@ -33,7 +33,7 @@ from wsss.artifacts import atomic_path, read_manifest, write_json_atomic
 from wsss.config import Config
 from wsss.data.build import build_dataset
 from wsss.data.torch_sets import ClassificationSet
-from wsss.data.transforms import classification_transform
+from wsss.data.transforms import CLS_AUGMENTATIONS, classification_train_transform, classification_transform
 from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
 from wsss.engine.sampling import ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = dict(
     iters=2000, batch_size=16, lr=0.01, weight_decay=1e-4, momentum=0.9, optimizer="sgd", schedule="poly",
-    power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, ckpt_interval=500,
+    power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, augmentation="wsss",
+    augmentation_options=None, ckpt_interval=500,
     val_interval=0, val_batch_size=None, log_interval=50, num_workers=2, amp=True, grad_clip=None,
     find_unused_parameters=False)
 
@@ -68,7 +69,20 @@ def settings(cfg: Config) -> dict[str, Any]:
     unknown = sorted(set(section) - set(DEFAULTS))
     if unknown:
         raise WSSSError(f"train_cls: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **section}
+    s = {**DEFAULTS, **section}
+    if s["augmentation"] not in CLS_AUGMENTATIONS:
+        raise WSSSError(f"train_cls.augmentation must be one of {list(CLS_AUGMENTATIONS)}, got '{s['augmentation']}'")
+    return s
+
+
+def train_transform(s: dict[str, Any]):
+    """The augmentation preset ``train_cls.augmentation`` ('wsss': one view; 'toco': ToCo's three stacked
+    views, see wsss.data.transforms.MultiViewTransform), with ``augmentation_options`` for the ToCo preset."""
+    try:
+        return classification_train_transform(int(s["crop_size"]), tuple(s["scale_range"]), s["augmentation"],
+                                              float(s["color_jitter"]), dict(s["augmentation_options"] or {}))
+    except ValueError as e:
+        raise WSSSError(f"train_cls.augmentation: {e}") from e
 
 
 class _EpochIndexed(Dataset):
@@ -213,9 +227,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
     net: nn.Module = _LossModule(model)
     net = dist.wrap_ddp(net, device, find_unused_parameters=bool(s["find_unused_parameters"]))
 
-    data = _EpochIndexed(ClassificationSet(
-        train_ds, classification_transform(int(s["crop_size"]), train=True, scale_range=tuple(s["scale_range"]),
-                                           color_jitter=float(s["color_jitter"])), seed=int(cfg.seed)))
+    if s["augmentation"] == "toco" and not getattr(model, "accepts_views", False):
+        raise WSSSError(f"train_cls.augmentation='toco' makes several views per image; cls_model type "
+                        f"'{cfg.cls_model.get('type')}' takes one (use it with type='toco')")
+    data = _EpochIndexed(ClassificationSet(train_ds, train_transform(s), seed=int(cfg.seed)))
     sampler = ResumableBatchSampler(len(train_ds), int(s["batch_size"]), iters, seed=int(cfg.seed), start_iter=start)
     loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))

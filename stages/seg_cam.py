@@ -1,0 +1,89 @@
+"""Stage seg_cam: the predictions of a classifier's own segmentation branch (ToCo's single-stage decoder,
+``cls_model.seg_head``) written in the CAM format of DESIGN.md, so they feed make_pseudo / crf / eval_cam like
+any CAM producer (``pseudo.input='seg_cam'``).
+
+Reads ``data``, ``cls_model`` and ``seg_cam`` (and the ``train_cls`` weights). Writes
+``<work_dir>/seg_cam/cams/<id>.npz``: ``keys`` = the image's labelled classes, ``cams`` = their softmax
+probabilities at the original size, and ``metrics.json`` (mIoU at ``seg_cam.bg_threshold`` and the oracle).
+
+Why CAM-format probabilities and not masks: the branch's output is a per-class score map; stored as one it
+keeps the information a later CRF or a threshold sweep needs, and every consumer already reads the format.
+The logits are summed over ``scales`` (each the max of the image and its flip, as ToCo's
+infer_seg_as_cam.py), then a softmax runs over background + the image's labelled classes (the absent classes
+are left out, the image-level label filter every stage applies). With one labelled class a pixel's foreground
+probability beats the background exactly when it is above 0.5, so ``bg_threshold=0.5`` is the decoder's argmax
+there; with several classes 0.5 is a slightly stricter rule than the argmax.
+
+Per-image resume, batching, the OOM retry and evaluation are make_cam's (``write_cam_stage``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from stages.make_cam import DEFAULTS as CAM_DEFAULTS
+from stages.make_cam import write_cam_stage
+from wsss.cam.multiscale import multiscale_cam, normalise_images
+from wsss.config import Config
+from wsss.errors import WSSSError
+
+STAGE = "seg_cam"
+CONFIG_KEYS = ("data", "cls_model", "seg_cam")
+DEFAULTS: dict[str, Any] = {**CAM_DEFAULTS, "scales": [1.0, 1.25, 1.5], "bg_threshold": 0.5}
+
+
+def settings(cfg: Config) -> dict[str, Any]:
+    """``seg_cam`` section with defaults filled in; unknown keys are refused."""
+    section = dict(cfg.get("seg_cam") or {})
+    unknown = sorted(set(section) - set(DEFAULTS))
+    if unknown:
+        raise WSSSError(f"seg_cam: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
+    s = {**DEFAULTS, **section}
+    if not s["scales"] or any(float(x) <= 0 for x in s["scales"]):
+        raise WSSSError(f"seg_cam.scales must be positive numbers, got {s['scales']}")
+    if not (cfg.get("cls_model") or {}).get("seg_head"):
+        raise WSSSError("seg_cam needs a classifier with a segmentation branch: set cls_model.seg_head=dict(...) "
+                        "(type='toco') and train it with train_cls")
+    return s
+
+
+def inputs(cfg: Config) -> list[str]:
+    """train_cls, unless ``seg_cam.checkpoint`` names the weights directly."""
+    return [] if (cfg.get("seg_cam") or {}).get("checkpoint") else ["train_cls"]
+
+
+def split_of(cfg: Config) -> str:
+    return (cfg.get("seg_cam") or {}).get("split") or cfg.data.get("cam_split") or cfg.data.train_split
+
+
+def fused_seg_probs(model: torch.nn.Module, images: torch.Tensor, labels: list[list[int]],
+                    scales: Sequence[float], flip: bool, amp: bool) -> list[np.ndarray]:
+    """Segmentation-branch probabilities of a same-size batch, labelled classes only.
+
+    images: [B, H, W, 3] uint8 on the compute device; labels: per image its class indices (1..C-1).
+    Returns per image float32 [len(labels[b]), H, W] in [0, 1]: softmax over background + labelled classes
+    of the logits summed over scales (max over each flip pair when ``flip``).
+    """
+    def logits_fn(x: torch.Tensor) -> torch.Tensor:
+        if not flip:
+            return model.seg_logits(x)
+        both = model.seg_logits(torch.cat([x, x.flip(-1)], dim=0))
+        n = x.shape[0]
+        return torch.maximum(both[:n], both[n:].flip(-1))
+
+    summed = multiscale_cam(logits_fn, normalise_images(images), scales, flip=False, amp=amp)  # [B, C, H, W]
+    out = []
+    for b, lab in enumerate(labels):
+        keep = torch.tensor([0] + [int(c) for c in lab], dtype=torch.long, device=summed.device)
+        probs = torch.softmax(summed[b].index_select(0, keep), dim=0)[1:]
+        out.append(probs.cpu().numpy().astype(np.float32))
+    return out
+
+
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Write the segmentation branch's probabilities for the configured split; returns the manifest."""
+    return write_cam_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), settings(cfg), split_of(cfg), fused_seg_probs,
+                           force=force)
