@@ -2,7 +2,7 @@
 
     python benchmarks/quality_toco.py [--out-dir /tmp/wsss_quality_toco] [--num-train 300] [--num-val 100]
         [--size 128] [--data-seed 0] [--iters 300] [--seed 0] [--threads 1] [--ops-backend auto|torch|cpp]
-        [--variants toco,cls_only,cls_aux]
+        [--variants toco,cls_only,cls_aux,toco_aug,toco_seg] [--summary]
 
 For each variant the real stages run in-process on the same generated data with the same seed and number of
 iterations: ``stages.train_cls`` then ``stages.make_cam`` (CAMs on the train split at the config's scales +
@@ -130,6 +130,31 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(out_dir: Path) -> str:
+    """Mean +- sample std over the seeds of every variant found in ``out_dir`` (``*/quality_row.json``)."""
+    import statistics
+
+    by_variant: dict[str, list[dict]] = {}
+    for f in sorted(out_dir.glob("*/quality_row.json")):
+        r = json.loads(f.read_text())
+        by_variant.setdefault(r["variant"], []).append(r)
+
+    def ms(rows: list[dict], key: str) -> str:
+        vals = [100 * r[key] for r in rows if r.get(key) is not None]
+        if not vals:
+            return "-"
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return f"{statistics.mean(vals):.2f} +- {sd:.2f}"
+
+    lines = ["| variant | seeds | CAM mIoU @ bg thr | CAM oracle mIoU | seg branch mIoU @ 0.5 | seg oracle mIoU |",
+             "|---|---|---|---|---|---|"]
+    for name, rows in by_variant.items():
+        seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
+        lines.append(f"| {name} | {seeds} | {ms(rows, 'miou')} | {ms(rows, 'oracle_miou')} | "
+                     f"{ms(rows, 'seg_miou')} | {ms(rows, 'seg_oracle_miou')} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", default="/tmp/wsss_quality_toco")
@@ -142,7 +167,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a busy CPU)")
     p.add_argument("--ops-backend", default=None, help="WSSS_OPS for PAR (cpp: the C++ CPU kernel)")
     p.add_argument("--variants", default="toco,cls_only")
+    p.add_argument("--summary", action="store_true", help="only print mean +- std over the seeds in --out-dir")
     args = p.parse_args()
+    if args.summary:
+        print(summary(Path(args.out_dir)))
+        return
     setup_logging("INFO")
     torch.set_num_threads(args.threads)
     if args.ops_backend:

@@ -121,7 +121,7 @@ def test_seg_branch_learns_its_pseudo_labels():
 
 
 def test_seg_pseudo_labels_follow_the_two_thresholds_without_par():
-    model = build(1, seg_head=SEG, use_par=False)
+    model = build(1, seg_head={**SEG, "use_par": False})
     cam = torch.tensor([[[[0.1, 0.5, 0.9]]]])
     labels = model.seg_pseudo_labels(torch.zeros(1, 3, 1, 3), cam, torch.ones(1, 1))
     assert labels.tolist() == [[[0, 255, 1]]]  # <= 0.25 background, > 0.7 class, ignored in between

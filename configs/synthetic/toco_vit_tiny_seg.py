@@ -24,3 +24,4 @@ cls_model = dict(
     ))
 train_cls = dict(augmentation='toco')
 seg_cam = dict(scales=[1.0, 1.25, 1.5], batch_size=16, num_workers=1, bg_threshold=0.5)
+pipeline = ['train_cls', 'make_cam', 'seg_cam']  # python tools/run_pipeline.py configs/synthetic/toco_vit_tiny_seg.py

@@ -20,7 +20,8 @@ cls_model = dict(
     pretrained=True,
     img_size=448,
     seg_head=dict(_delete_=True, channels=512, dilation=5, start_iter=2000, weight=0.1, reg_weight=0.05,
-                  reg=dict(weight=1e-7, sigma_rgb=15.0, sigma_xy=100.0, scale_factor=0.5), lr_mult=10.0),
+                  reg=dict(weight=1e-7, sigma_rgb=15.0, sigma_xy=100.0, scale_factor=0.5), lr_mult=10.0,
+                  use_par=True),
 )
 train_cls = dict(
     iters=20000,
@@ -39,3 +40,4 @@ train_cls = dict(
 )
 cam = dict(scales=[1.0, 0.5, 1.5])  # ToCo's CAM scales (+ flip)
 seg_cam = dict(scales=[1.0, 1.25, 1.5], bg_threshold=0.5)  # ToCo's infer_seg_as_cam.py scales (+ flip)
+pipeline = ['train_cls', 'make_cam', 'seg_cam']  # python tools/run_pipeline.py configs/voc/toco_vit_base.py

@@ -50,7 +50,7 @@ DEFAULT_PAR = dict(dilations=(1, 2, 4, 8, 12, 24), num_iter=10, w1=0.3, w2=0.01)
 # w_seg 0.1, w_reg 0.05, DenseEnergyLoss(weight=1e-7, sigma_rgb=15, sigma_xy=100, scale_factor=0.5), lr 10x.
 SEG_HEAD_DEFAULTS: dict[str, Any] = dict(channels=512, dilation=5, start_iter=2000, weight=0.1, reg_weight=0.05,
                                          reg=dict(weight=1e-7, sigma_rgb=15.0, sigma_xy=100.0, scale_factor=0.5),
-                                         lr_mult=10.0)
+                                         lr_mult=10.0, use_par=True)
 _REG_KEYS = ("weight", "sigma_rgb", "sigma_xy", "scale_factor")
 
 
@@ -147,7 +147,9 @@ class ToCoViT(nn.Module):
         seg_head: None (off) or ToCo's segmentation branch, keys of ``SEG_HEAD_DEFAULTS``: ``channels`` /
             ``dilation`` of the LargeFOV decoder, ``start_iter`` (ToCo 2000; before it the branch is not
             computed), ``weight`` (w_seg 0.1) of the balanced CE, ``reg_weight`` (w_reg 0.05) of the dense
-            energy whose settings are ``reg`` (weight, sigma_rgb, sigma_xy, scale_factor), ``lr_mult`` (10).
+            energy whose settings are ``reg`` (weight, sigma_rgb, sigma_xy, scale_factor), ``lr_mult`` (10),
+            ``use_par`` (PAR before the thresholds, ToCo: True; independent of ``use_par`` for PTC, which
+            ToCo's script does without PAR).
     """
 
     accepts_views = True  # losses() takes the stacked views of train_cls.augmentation='toco'
@@ -406,9 +408,10 @@ class ToCoViT(nn.Module):
     def seg_pseudo_labels(self, images: torch.Tensor, final_cam: torch.Tensor,
                           labels: torch.Tensor) -> torch.Tensor:
         """The seg branch's targets [B, H, W] long: the normalised final CAM [B, C-1, H, W] split by
-        ``bg_thresholds`` after PAR (ToCo's refine_cams_with_bkg_v2; 0 bg, ignore_index in the band)."""
+        ``bg_thresholds`` after PAR (``seg_head.use_par``; ToCo's refine_cams_with_bkg_v2; 0 bg, ignore_index
+        in the band)."""
         with torch.no_grad():
-            if self.use_par:
+            if self.seg_cfg["use_par"]:
                 return par_refined_labels(images, final_cam, labels, self.low, self.high, self._par(),
                                           down_scale=self.par_down_scale, ignore_index=self.ignore_index)
             return cams_to_labels(final_cam, labels, self.low, self.high, self.ignore_index)
