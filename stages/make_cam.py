@@ -178,7 +178,8 @@ def write_cam_stage(cfg: Config, stage: str, config_keys: Sequence[str], stage_i
     """The body of every stage that runs the trained classifier over a split and writes CAM-format npz files
     (make_cam; seg_cam for a segmentation branch): per-image resume, size-grouped batches, OOM retry,
     evaluation. ``fuse(model, images [B,H,W,3] uint8, labels, scales, flip, amp)`` gives per image
-    float32 [len(labels[b]), H, W] in [0, 1]; ``s`` holds the keys of make_cam's DEFAULTS."""
+    float32 [len(labels[b]), H, W] in [0, 1], or a ``(keys, maps)`` pair when it picks the classes itself;
+    ``s`` holds the keys of make_cam's DEFAULTS."""
     sd, done = open_stage(cfg, stage, config_keys, stage_inputs, force=force)
     if done:
         return sd.manifest
@@ -255,7 +256,8 @@ def _process(model: torch.nn.Module, ids: list[str], batch: np.ndarray, labels: 
     (P-NOC behaviour), and an image that does not fit alone is a one-line error naming it."""
     try:
         images = torch.from_numpy(batch).to(device, non_blocking=True)
-        return list(zip(ids, labels, fuse(model, images, labels, scales, flip, amp)))
+        fused = fuse(model, images, labels, scales, flip, amp)
+        return [(i, *(f if isinstance(f, tuple) else (lab, f))) for i, lab, f in zip(ids, labels, fused)]
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if not _is_oom(e):
             raise

@@ -14,6 +14,10 @@ are left out, the image-level label filter every stage applies). With one labell
 probability beats the background exactly when it is above 0.5, so ``bg_threshold=0.5`` is the decoder's argmax
 there; with several classes 0.5 is a slightly stricter rule than the argmax.
 
+``seg_cam.labels='predicted'`` is for held-out evaluation of the decoder as the final segmenter (ToCo's
+infer_seg_voc.py): no image-level labels, softmax over all classes, and the stored keys are the foreground
+classes that win the argmax at some pixel (a class that never wins cannot pass a threshold >= 0.5).
+
 Per-image resume, batching, the OOM retry and evaluation are make_cam's (``write_cam_stage``).
 """
 
@@ -32,7 +36,8 @@ from wsss.errors import WSSSError
 
 STAGE = "seg_cam"
 CONFIG_KEYS = ("data", "cls_model", "seg_cam")
-DEFAULTS: dict[str, Any] = {**CAM_DEFAULTS, "scales": [1.0, 1.25, 1.5], "bg_threshold": 0.5}
+DEFAULTS: dict[str, Any] = {**CAM_DEFAULTS, "scales": [1.0, 1.25, 1.5], "bg_threshold": 0.5, "labels": "image"}
+LABEL_MODES = ("image", "predicted")
 
 
 def settings(cfg: Config) -> dict[str, Any]:
@@ -44,6 +49,8 @@ def settings(cfg: Config) -> dict[str, Any]:
     s = {**DEFAULTS, **section}
     if not s["scales"] or any(float(x) <= 0 for x in s["scales"]):
         raise WSSSError(f"seg_cam.scales must be positive numbers, got {s['scales']}")
+    if s["labels"] not in LABEL_MODES:
+        raise WSSSError(f"seg_cam.labels must be one of {list(LABEL_MODES)}, got '{s['labels']}'")
     if not (cfg.get("cls_model") or {}).get("seg_head"):
         raise WSSSError("seg_cam needs a classifier with a segmentation branch: set cls_model.seg_head=dict(...) "
                         "(type='toco') and train it with train_cls")
@@ -59,13 +66,15 @@ def split_of(cfg: Config) -> str:
     return (cfg.get("seg_cam") or {}).get("split") or cfg.data.get("cam_split") or cfg.data.train_split
 
 
-def fused_seg_probs(model: torch.nn.Module, images: torch.Tensor, labels: list[list[int]],
-                    scales: Sequence[float], flip: bool, amp: bool) -> list[np.ndarray]:
+def fused_seg_probs(model: torch.nn.Module, images: torch.Tensor, labels: list[list[int]] | None,
+                    scales: Sequence[float], flip: bool, amp: bool) -> list:
     """Segmentation-branch probabilities of a same-size batch, labelled classes only.
 
     images: [B, H, W, 3] uint8 on the compute device; labels: per image its class indices (1..C-1).
     Returns per image float32 [len(labels[b]), H, W] in [0, 1]: softmax over background + labelled classes
-    of the logits summed over scales (max over each flip pair when ``flip``).
+    of the logits summed over scales (max over each flip pair when ``flip``). ``labels=None``: no image-level
+    labels; per image ``(keys, maps)`` with the softmax over all classes and keys = the foreground classes
+    that win the argmax somewhere.
     """
     def logits_fn(x: torch.Tensor) -> torch.Tensor:
         if not flip:
@@ -75,7 +84,13 @@ def fused_seg_probs(model: torch.nn.Module, images: torch.Tensor, labels: list[l
         return torch.maximum(both[:n], both[n:].flip(-1))
 
     summed = multiscale_cam(logits_fn, normalise_images(images), scales, flip=False, amp=amp)  # [B, C, H, W]
-    out = []
+    out: list = []
+    if labels is None:
+        probs = torch.softmax(summed, dim=1)
+        for b in range(probs.shape[0]):
+            keys = [int(c) for c in torch.unique(probs[b].argmax(dim=0)).tolist() if c > 0]
+            out.append((keys, probs[b, keys].cpu().numpy().astype(np.float32)))
+        return out
     for b, lab in enumerate(labels):
         keep = torch.tensor([0] + [int(c) for c in lab], dtype=torch.long, device=summed.device)
         probs = torch.softmax(summed[b].index_select(0, keep), dim=0)[1:]
@@ -85,5 +100,10 @@ def fused_seg_probs(model: torch.nn.Module, images: torch.Tensor, labels: list[l
 
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Write the segmentation branch's probabilities for the configured split; returns the manifest."""
-    return write_cam_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), settings(cfg), split_of(cfg), fused_seg_probs,
-                           force=force)
+    s = settings(cfg)
+    fuse = fused_seg_probs
+    if s["labels"] == "predicted":
+        def fuse(model, images, labels, scales, flip, amp):  # noqa: E306 (the image labels are not used)
+            return fused_seg_probs(model, images, None, scales, flip, amp)
+        fuse.__name__ = "seg_cam"
+    return write_cam_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), s, split_of(cfg), fuse, force=force)

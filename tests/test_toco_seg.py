@@ -166,6 +166,13 @@ def test_fused_seg_probs_softmax_over_background_and_labelled_classes():
     p1 = torch.softmax(logits[1, [0, 1, 3]], dim=0)[1:]
     assert np.allclose(out[0], p0.numpy(), atol=1e-6) and np.allclose(out[1], p1.numpy(), atol=1e-6)
     assert all(0.0 <= o.min() and o.max() <= 1.0 for o in out)
+    # labels='predicted' (held-out evaluation): no image labels, softmax over all classes, keys = argmax winners
+    with torch.no_grad():
+        free = fused_seg_probs(model, images, None, scales=[1.0], flip=True, amp=False)
+    for b, (keys, maps) in enumerate(free):
+        probs = torch.softmax(logits[b], dim=0)
+        winners = sorted(set(probs.argmax(dim=0).flatten().tolist()) - {0})
+        assert keys == winners and np.allclose(maps, probs[winners].numpy(), atol=1e-6)
 
 
 # --------------------------------------------------------------------------- stages
@@ -227,6 +234,12 @@ def test_toco_seg_trains_resumes_and_feeds_make_pseudo(tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "straight/make_pseudo/metrics.json").read_text())
     assert 0.0 <= metrics["miou"] <= 1.0
     assert seg_cam.run(c)["status"] == "complete"  # complete with a matching hash: a no-op
+    held_out = load_config(ROOT / "configs/synthetic/toco_vit_tiny_seg.py", work_dir=tmp_path / "straight",
+                           cfg_options={**_options(tmp_path), "seg_cam.labels": "predicted"})
+    assert seg_cam.run(held_out, force=True)["status"] == "complete"
+    for i in ds.ids:
+        keys, cams = load_cam(tmp_path / "straight/seg_cam/cams" / f"{i}.npz")
+        assert set(keys) <= set(range(1, ds.num_classes)) and cams.shape[0] == len(keys)
 
 
 def test_seg_cam_refuses_a_model_without_branch():
