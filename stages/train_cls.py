@@ -9,6 +9,10 @@ batches come from a sampler whose order depends only on (seed, epoch), each samp
 (seed, epoch, index), and the DataLoader has its own generator so creating it does not move the global RNG.
 Under ``torchrun`` the model is wrapped in DDP and each rank takes its share of every global batch.
 
+Augmentation: ``train_cls.augmentation='wsss'`` (default: rescale, crop, flip, jitter ``color_jitter``) or
+``'toco'`` (ToCo's three stacked views per image, for classifiers with ``accepts_views``; see
+docs/stage_toco.md), with ``augmentation_options`` overriding the ToCo preset's values.
+
 The stage only uses the classifier interface of :mod:`wsss.models.registry`
 (``losses``, ``forward``, ``param_groups``), so any registered classifier trains here unchanged.
 """
