@@ -13,8 +13,9 @@ ToCo trains a segmentation decoder on its own PAR-refined CAM pseudo labels with
 Written from the formulas, not from the reference code. The reference filters with a permutohedral lattice
 (an approximation, C++ on CPU); here ``W S`` is the exact dense sum, computed in row chunks so memory stays
 ``chunk x N`` (N pixels after ``scale_factor``) — cheap at the synthetic sizes, O(N^2) time at VOC's
-(224 x 224 after the 0.5 rescale: 2.5e9 kernel entries per image and step; not timed on a GPU here). As in the reference the gradient is the one of
-its hand-written backward, ``-2 * G * (W S) / B`` (gate and filter treated as constants).
+(224 x 224 after the 0.5 rescale: 2.5e9 kernel entries per image and step; not timed on a GPU here). As in the
+reference the gradient is the one of its hand-written backward, ``-2 * G * (W S) / B`` (gate and filter treated
+as constants).
 """
 
 from __future__ import annotations
