@@ -24,7 +24,7 @@ import os
 import signal
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -92,14 +92,16 @@ def cam_path(stage_dir: Path, image_id: str) -> Path:
     return stage_dir / "cams" / f"{image_id}.npz"
 
 
-def load_model(cfg: Config, num_classes_fg: int, device: torch.device) -> torch.nn.Module:
-    """The trained classifier in eval mode (initial weights are not fetched: the checkpoint replaces them)."""
+def load_model(cfg: Config, num_classes_fg: int, device: torch.device,
+               checkpoint: str | Path | None = None) -> torch.nn.Module:
+    """The trained classifier in eval mode (initial weights are not fetched: the checkpoint replaces them).
+    ``checkpoint`` defaults to ``cam.checkpoint``, then ``<work_dir>/train_cls/final.pth``."""
     model_cfg = dict(cfg.cls_model)
     for key in ("pretrained", "weights"):
         if key in model_cfg:
             model_cfg[key] = False if key == "pretrained" else None
     model = build_classifier(model_cfg, num_classes_fg)
-    ckpt = (cfg.get("cam") or {}).get("checkpoint") or Path(cfg.work_dir) / "train_cls" / "final.pth"
+    ckpt = checkpoint or (cfg.get("cam") or {}).get("checkpoint") or Path(cfg.work_dir) / "train_cls" / "final.pth"
     load_weights(ckpt, model)
     return model.to(device).eval()
 
@@ -246,31 +248,40 @@ class _MemoryPlan:
 @stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Write CAMs for the configured split; returns the stage manifest. ``resume`` is implied (per image)."""
-    s = settings(cfg)
-    split = cam_split(cfg)
-    name = stage_name(cfg)
+    return write_cam_stage(cfg, stage_name(cfg), CONFIG_KEYS, inputs(cfg), settings(cfg), cam_split(cfg),
+                           fused_cams, SCHEMAS, force=force)
+
+
+def write_cam_stage(cfg: Config, name: str, config_keys: Sequence[str], stage_inputs: list[str],
+                    s: dict[str, Any], split: str, fuse: Callable[..., list], schemas: Sequence[Any],
+                    force: bool = False) -> dict:
+    """The body of every stage that runs the trained classifier over a split and writes CAM-format npz files
+    (make_cam; seg_cam for a segmentation branch): per-image resume, memory-planned size-grouped batches, OOM
+    retry, evaluation. ``fuse(model, images [B,H,W,3] uint8, labels, scales, flip, amp, infer_size)`` gives per
+    image float32 [len(labels[b]), H, W] in [0, 1], or a ``(keys, maps)`` pair when it picks the classes itself;
+    ``s`` holds the keys of make_cam's DEFAULTS."""
     ds = build_dataset(cfg.data, split)
-    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force, datasets=[ds], schemas=SCHEMAS)
+    sd, done = open_stage(cfg, name, config_keys, stage_inputs, force=force, datasets=[ds], schemas=schemas)
     if done:
         _refresh_report(sd, ds, split, s, name)
         return sd.manifest
     device = dist.resolve_device(cfg.get("device", "auto"))
-    model = load_model(cfg, ds.num_classes - 1, device)
+    model = load_model(cfg, ds.num_classes - 1, device, s.get("checkpoint"))
     todo = pending(ds.ids, lambda i: cam_path(sd.path, i))
     if len(todo) < math.ceil(len(ds.ids) / dist.world_size()) and dist.is_main():
-        log.info("make_cam: resuming, %d of this rank's images still to do", len(todo))
+        log.info("%s: resuming, %d of this rank's images still to do", name, len(todo))
     groups = size_groups(ds, todo, max(1, int(s["batch_size"])))
     loader = DataLoader(_GroupSet(ds, groups), batch_size=None, shuffle=False,
                         num_workers=int(s["num_workers"]), collate_fn=_as_is)
     scales = [float(x) for x in s["scales"]]
     amp = bool(s["amp"]) and device.type == "cuda"
-    log.info("make_cam: %d images of '%s' (%d to do on this rank, %d groups), scales %s, flip %s, on %s",
-             len(ds.ids), split, len(todo), len(groups), scales, s["flip"], device)
+    log.info("%s: %d images of '%s' (%d to do on this rank, %d groups), scales %s, flip %s, on %s",
+             name, len(ds.ids), split, len(todo), len(groups), scales, s["flip"], device)
 
     plan = _MemoryPlan(model, device, scales, bool(s["flip"]), s["max_side"])
     plan.check_alone(ds, groups)
     from tqdm import tqdm
-    bar = tqdm(total=len(todo), desc="make_cam", unit="img", disable=not dist.is_main(), dynamic_ncols=True)
+    bar = tqdm(total=len(todo), desc=name, unit="img", disable=not dist.is_main(), dynamic_ncols=True)
     writes: list[Future] = []
     kill_after, computed = int(os.environ.get(KILL_ENV, "0") or 0), 0
     with ThreadPoolExecutor(max_workers=2) as writer, torch.no_grad():
@@ -279,7 +290,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
                 labels = [list(ds.labels.get(i, [])) for i in ids]
                 for c_ids, c_batch, c_labels, size in plan.chunks(ids, batch, labels):
                     for i, keys, maps in _process(model, c_ids, c_batch, c_labels, scales, bool(s["flip"]), amp,
-                                                  device, size):
+                                                  device, size, fuse):
                         writes.append(writer.submit(save_cam, cam_path(sd.path, i), keys, maps))
                 bar.update(len(ids))
                 computed += len(ids)
@@ -297,8 +308,8 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     resized = sum(r for _, r in per_rank)
     per_rank = [n for n, _ in per_rank]
     if resized:
-        log.info("make_cam: %d images shrunk to a longer side of %d for inference (CAMs stored at full size)",
-                 resized, s["max_side"])
+        log.info("%s: %d images shrunk to a longer side of %d for inference (CAMs stored at full size)",
+                 name, resized, s["max_side"])
     metrics: dict[str, Any] = {}
     # Every rank checks and scores (its shard, then the sums): rank 0 alone would take an hour on COCO while
     # the others wait in a collective. Same files on every rank (shared work dir), so all raise alike.
@@ -360,13 +371,15 @@ def _drain(writes: list[Future], keep: int) -> list[Future]:
 
 def _process(model: torch.nn.Module, ids: list[str], batch: np.ndarray, labels: list[list[int]],
              scales: list[float], flip: bool, amp: bool, device: torch.device,
-             infer_size: tuple[int, int] | None = None) -> list[tuple[str, list[int], np.ndarray]]:
+             infer_size: tuple[int, int] | None = None, fuse: Callable[..., list] = fused_cams,
+             ) -> list[tuple[str, list[int], np.ndarray]]:
     """(id, keys, cams) of one same-size batch; on out-of-memory (CUDA, or the CPU allocator when the estimate
     was too low), its images again one at a time (P-NOC behaviour), and an image that does not fit alone is a
     one-line error naming it."""
     try:
         images = torch.from_numpy(batch).to(device, non_blocking=True)
-        return list(zip(ids, labels, fused_cams(model, images, labels, scales, flip, amp, infer_size)))
+        fused = fuse(model, images, labels, scales, flip, amp, infer_size)
+        return [(i, *(f if isinstance(f, tuple) else (lab, f))) for i, lab, f in zip(ids, labels, fused)]
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if not _is_oom(e):
             raise
@@ -381,5 +394,5 @@ def _process(model: torch.nn.Module, ids: list[str], batch: np.ndarray, labels: 
                 device.type, len(ids), batch.shape[2], batch.shape[1])
     out = []
     for k, i in enumerate(ids):
-        out += _process(model, [i], batch[k:k + 1], [labels[k]], scales, flip, amp, device, infer_size)
+        out += _process(model, [i], batch[k:k + 1], [labels[k]], scales, flip, amp, device, infer_size, fuse)
     return out

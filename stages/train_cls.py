@@ -10,6 +10,10 @@ batches come from a sampler whose order depends only on (seed, epoch), each samp
 (seed, epoch, index), and the DataLoader has its own generator so creating it does not move the global RNG.
 Under ``torchrun`` the model is wrapped in DDP and each rank takes its share of every global batch.
 
+Augmentation: ``train_cls.augmentation='wsss'`` (default: rescale, crop, flip, jitter ``color_jitter``) or
+``'toco'`` (ToCo's three stacked views per image, for classifiers with ``accepts_views``; see
+docs/stage_toco.md), with ``augmentation_options`` overriding the ToCo preset's values.
+
 The stage only uses the classifier interface of :mod:`wsss.models.registry`
 (``losses``, ``forward``, ``param_groups``), so any registered classifier trains here unchanged.
 """
@@ -33,7 +37,7 @@ from wsss.artifacts import atomic_path, write_json_atomic
 from wsss.config import Config
 from wsss.data.build import build_dataset
 from wsss.data.torch_sets import ClassificationSet
-from wsss.data.transforms import classification_transform
+from wsss.data.transforms import CLS_AUGMENTATIONS, classification_train_transform, classification_transform
 from wsss.engine.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from wsss.engine.sampling import ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
@@ -54,7 +58,8 @@ log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = dict(
     iters=2000, batch_size=16, lr=0.01, weight_decay=1e-4, momentum=0.9, optimizer="sgd", schedule="poly",
-    power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, ckpt_interval=500,
+    power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, augmentation="wsss",
+    augmentation_options=None, ckpt_interval=500,
     val_interval=0, val_batch_size=None, log_interval=50, num_workers=2, amp=True, grad_clip=None,
     find_unused_parameters=False)
 
@@ -70,7 +75,8 @@ SCHEMA = Schema("train_cls", DEFAULTS, rules=dict(
     iters=Rule(min=1), batch_size=Rule(min=1), lr=Rule(gt=0), weight_decay=Rule(min=0), momentum=Rule(min=0, max=1),
     optimizer=Rule(choices=("sgd", "adamw")), schedule=Rule(choices=("poly", "cosine", "constant")),
     warmup_iters=Rule(min=0), crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True),
-    color_jitter=Rule(min=0), ckpt_interval=Rule(min=1), val_interval=Rule(min=0),
+    color_jitter=Rule(min=0), augmentation=Rule(choices=tuple(CLS_AUGMENTATIONS)),
+    augmentation_options=Rule(kind="dict"), ckpt_interval=Rule(min=1), val_interval=Rule(min=0),
     val_batch_size=Rule(kind="int", min=1), log_interval=Rule(min=1), num_workers=Rule(min=0),
     grad_clip=Rule(kind="number", gt=0)),
     runtime=("ckpt_interval", "log_interval", "num_workers"))
@@ -80,6 +86,16 @@ SCHEMAS = (SCHEMA,)
 def settings(cfg: Config) -> dict[str, Any]:
     """``train_cls`` section with defaults filled in (unknown keys and wrong values are refused, one line)."""
     return SCHEMA.resolve(cfg.get("train_cls"))
+
+
+def train_transform(s: dict[str, Any]):
+    """The augmentation preset ``train_cls.augmentation`` ('wsss': one view; 'toco': ToCo's three stacked
+    views, see wsss.data.transforms.MultiViewTransform), with ``augmentation_options`` for the ToCo preset."""
+    try:
+        return classification_train_transform(int(s["crop_size"]), tuple(s["scale_range"]), s["augmentation"],
+                                              float(s["color_jitter"]), dict(s["augmentation_options"] or {}))
+    except ValueError as e:
+        raise WSSSError(f"train_cls.augmentation: {e}") from e
 
 
 class _EpochIndexed(Dataset):
@@ -205,9 +221,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     net: nn.Module = _LossModule(model)
     net = dist.wrap_ddp(net, device, find_unused_parameters=bool(s["find_unused_parameters"]))
 
-    data = _EpochIndexed(ClassificationSet(
-        train_ds, classification_transform(int(s["crop_size"]), train=True, scale_range=tuple(s["scale_range"]),
-                                           color_jitter=float(s["color_jitter"])), seed=int(cfg.seed)))
+    if s["augmentation"] == "toco" and not getattr(model, "accepts_views", False):
+        raise WSSSError(f"train_cls.augmentation='toco' makes several views per image; cls_model type "
+                        f"'{cfg.cls_model.get('type')}' takes one (use it with type='toco')")
+    data = _EpochIndexed(ClassificationSet(train_ds, train_transform(s), seed=int(cfg.seed)))
     sampler = ResumableBatchSampler(len(train_ds), int(s["batch_size"]), iters, seed=int(cfg.seed), start_iter=start)
     loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))

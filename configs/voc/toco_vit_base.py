@@ -1,9 +1,8 @@
-# ToCo (Token Contrast, CVPR 2023) on PASCAL VOC 2012 train_aug with ViT-B/16, the reference recipe
-# (rulixiang/ToCo scripts/dist_train_voc_seg_neg.py): AdamW 6e-5 (heads 10x), weight decay 0.01, poly 0.9 with
-# 1500 warm-up iterations, 20k iterations of 4 crops of 448 (2 GPUs x 2), random rescale 0.5-2.0. The
-# reference trains a segmentation head jointly; here the classifier stage stops at the CAM (seed) and the
-# segmentation network is trained later by train_seg on the pseudo masks.
-#   python tools/prepare_sbd.py --sbd data/benchmark_RELEASE/dataset --root data/VOCdevkit/VOC2012   (once)
+# ToCo (Token Contrast, CVPR 2023) on PASCAL VOC 2012 train_aug, the reference recipe
+# (rulixiang/ToCo scripts/dist_train_voc_seg_neg.py): DeiT-B/16 (its default --backbone), AdamW 6e-5 (heads 10x),
+# weight decay 0.01, poly 0.9 with 1500 warm-up iterations, 20k iterations of 4 crops of 448 (2 GPUs x 2), random
+# rescale 0.5-2.0, ToCo's three-view augmentation, and its single-stage segmentation branch (LargeFOV decoder on
+# after 2000 iterations, w_seg 0.1, w_reg 0.05) whose predictions seg_cam writes in the CAM format.
 #   torchrun --nproc_per_node 2 tools/run_pipeline.py configs/voc/toco_vit_base.py
 #
 # The chain (stage folders under work_dirs/toco_vit_base/):
@@ -17,16 +16,25 @@
 #   train_seg_gt, eval_seg_gt            DeepLabV3+ R101 on the ground truth of train_aug: the fully supervised bound
 #   train_seg, eval_seg                  DeepLabV3+ R101 on the pseudo masks, scored on val
 #
-# ToCo's own segmentation branch (the decoder trained jointly on the PAR-refined labels, issue 14) plugs in after
-# train_cls: the stage that writes the decoder's predictions on train_aug replaces make_cam_train_aug ->
-# propagate_par_train_aug as the input of make_pseudo (pseudo.input = its folder), and the same decoder on val can
-# be scored directly by eval_seg (eval_seg.input = that stage); the rest of this chain stays as it is.
+#   seg_cam_train                        ToCo's segmentation branch (the decoder trained jointly in train_cls) on
+#                                        train, written as CAMs: ToCo's final masks, scored like the CAMs
+# The decoder's output can also replace the CAM -> PAR path as the input of make_pseudo (pseudo.input='seg_cam...').
+# ViT-B (ToCo's other row, 'vit_base_patch16_224' + pretrained='orig_in21k_ft_in1k', the jx_vit_base_p16_224 weights):
+#   --cfg-options cls_model.backbone=vit_base_patch16_224 cls_model.pretrained=orig_in21k_ft_in1k
 _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/voc12.py', '../_base_/models/toco_vit.py',
           '../_base_/schedules/cls_adamw_cosine.py', '../_base_/affinity.py', '../_base_/pseudo.py',
           '../_base_/models/seg_deeplabv3plus_r101.py', '../_base_/schedules/seg_20k.py']
 
-# pretrained: the original ViT-B/16 weights (ImageNet-21k, fine-tuned on 1k) that ToCo loads (jx_vit_base_p16_224)
-cls_model = dict(backbone='vit_base_patch16_224', pretrained='orig_in21k_ft_in1k', img_size=448)
+# pretrained=True: timm's default tag of deit_base_patch16_224 (fb_in1k), the DeiT-B weights ToCo loads
+# (deit_base_patch16_224-b5f2ef4d.pth); offline, the missing weights fail with one line (or set weights=<.pth>)
+cls_model = dict(
+    backbone='deit_base_patch16_224',
+    pretrained=True,
+    img_size=448,
+    seg_head=dict(_delete_=True, channels=512, dilation=5, start_iter=2000, weight=0.1, reg_weight=0.05,
+                  reg=dict(weight=1e-7, sigma_rgb=15.0, sigma_xy=100.0, scale_factor=0.5), lr_mult=10.0,
+                  use_par=True),
+)
 train_cls = dict(
     iters=20000,
     batch_size=2,  # per rank; ToCo: 2 GPUs x 2
@@ -38,9 +46,12 @@ train_cls = dict(
     warmup_iters=1500,
     crop_size=448,
     scale_range=(0.5, 2.0),
+    augmentation='toco',  # ToCo's three views (wsss.data.transforms.MultiViewTransform)
     val_interval=2000,
+    find_unused_parameters=True,  # the seg branch is off for 2000 iterations (DDP must allow unused heads)
 )
 cam = dict(scales=[1.0, 0.5, 1.5])  # ToCo's CAM scales (+ flip)
+seg_cam = dict(scales=[1.0, 1.25, 1.5], bg_threshold=0.5)  # ToCo's infer_seg_as_cam.py scales (+ flip)
 data = dict(cam_split='train_aug')
 
 # PAR with ToCo's kernel settings (dilations 1..24, 10 iterations, w1 0.3 / w2 0.01) on the CAMs.
@@ -56,6 +67,7 @@ pipeline = [
          cfg=dict(propagate=dict(name='propagate_par_train', input='make_cam_train', split='train'))),
     dict(module='make_pseudo', name='make_pseudo_train',
          cfg=dict(pseudo=dict(name='make_pseudo_train', input='propagate_par_train', split='train'))),
+    dict(module='seg_cam', name='seg_cam_train', cfg=dict(seg_cam=dict(name='seg_cam_train', split='train'))),
     dict(module='make_cam', name='make_cam_train_aug',
          cfg=dict(cam=dict(name='make_cam_train_aug', split='train_aug'))),
     dict(module='propagate', name='propagate_par_train_aug'),

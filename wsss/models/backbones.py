@@ -139,6 +139,13 @@ def create_backbone(arch: str, pretrained: bool | str = False, weights: str | Pa
         model = create_timm_model(name, pretrained=use_pretrained, section=section, **kwargs)
     except TypeError as e:
         raise WSSSError(f"backbone '{arch}' does not accept these options {sorted(kwargs)}: {e}") from e
+    except OSError as e:  # no network / not in the cache (huggingface_hub and urllib errors are OSErrors)
+        if not use_pretrained:
+            raise
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise WSSSError(f"backbone '{arch}': pretrained weights '{name}' could not be loaded ({type(e).__name__}: "
+                        f"{first}); offline, put them in the Hugging Face cache (HF_HOME) or pass a local .pth "
+                        f"as weights=...") from e
     if weights is not None:
         load_backbone_weights(model, name, weights)
     return Backbone(model, name)
