@@ -2,13 +2,16 @@
 
     python benchmarks/bench_crf.py [--num-images 48] [--size 128] [--seed 0] [--workdir DIR]
         [--cam-dir WORK/make_cam/cams --data-root DATA]     # real CAMs instead of degraded ground truth
+        [--data-config configs/real/coco128_lite0.py --min-classes 2]   # real photos, degraded ground truth
+        [--blur-sigma 8]                                    # CAMs = blurred ground-truth masks instead
 
 Speed: the crf stage's per-image work (load CAM + image, dense CRF, save) through its process pool, once
 with ``num_workers=1`` and once with every core; the ratio is the scaling.
 
 Quality: pseudo-mask mIoU on train (stages/make_pseudo.py, ignored pixels excluded / counted wrong, share
 ignored) for plain thresholding vs the same rule with CRF, for a single background threshold and for IRN's
-ignore band, plus the published CRF presets. The 'oracle' rows pick the threshold by sweeping against ground
+ignore band, each with both unaries ('softmax' and IRN's hard-decision 'labels'), plus the published CRF
+presets. The 'oracle' rows pick the threshold by sweeping against ground
 truth: an upper bound, not a result.
 
 Without ``--cam-dir`` the CAMs are made from the synthetic ground truth, degraded the way real CAMs are
@@ -65,17 +68,42 @@ def degraded_cams(mask: np.ndarray, keys: list[int], rng: np.random.Generator) -
     return np.stack(out).astype(np.float32) if out else np.zeros((0, h, w), np.float32)
 
 
-def prepare(work: Path, num_images: int, size: int, seed: int, cam_dir: Path | None, data_root: Path | None):
+def blurred_cams(mask: np.ndarray, keys: list[int], sigma: float) -> np.ndarray:
+    """CAMs [K, H, W] float32 = each class's ground-truth mask blurred (Gaussian, ``sigma`` px), max-normalised:
+    no leakage above a threshold, objects fade out at their edges (the case where the softmax unary erodes)."""
+    h, w = mask.shape
+    out = [cv2.GaussianBlur((mask == k).astype(np.float32), (0, 0), sigma) for k in keys]
+    out = [c / max(float(c.max()), 1e-6) for c in out]
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, h, w), np.float32)
+
+
+def prepare(work: Path, num_images: int, size: int, seed: int, cam_dir: Path | None, data_root: Path | None,
+            data_config: Path | None = None, min_classes: int = 1, blur_sigma: float | None = None):
     """A dataset and a complete 'make_cam' stage folder; returns (data cfg dict, dataset, cam source text)."""
-    if cam_dir is None:
-        data_root = work / "data"
-        generate_synthetic(data_root, num_train=num_images, num_val=0, seed=seed, size=size)
-    data = dict(type="synthetic", root=str(data_root), cam_split="train")
-    ds = build_dataset(data, "train")
-    if cam_dir is not None:
+    if data_config is not None:  # real photos of a dataset config; CAMs degraded from their ground truth
+        from wsss.config import load_config, to_plain
+        data = to_plain(load_config(data_config).data)
+        split = str(data.get("cam_split") or data.get("train_split", "train"))
+        data["cam_split"] = split
+        full = build_dataset(data, split)
+        chosen = [i for i in full.ids if len(full.labels.get(i, [])) >= min_classes][:num_images]
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "bench_ids.txt").write_text("".join(f"{i}\n" for i in chosen))  # a split of exactly these photos
+        data["split_files"] = {**dict(data.get("split_files") or {}), "bench": str(work / "bench_ids.txt")}
+        data["cam_split"] = "bench"
+        ds = build_dataset(data, "bench")
+        source = (f"{len(chosen)} photos of {data_config} with >= {min_classes} labelled classes, CAMs made from "
+                  "their ground truth by degradation")
+    elif cam_dir is not None:
+        data = dict(type="synthetic", root=str(data_root), cam_split="train")
+        ds = build_dataset(data, "train")
         ds.ids = [i for i in ds.ids if (cam_dir / f"{i}.npz").is_file()][:num_images]
         source = f"real CAMs from {cam_dir}"
     else:
+        data_root = work / "data"
+        generate_synthetic(data_root, num_train=num_images, num_val=0, seed=seed, size=size)
+        data = dict(type="synthetic", root=str(data_root), cam_split="train")
+        ds = build_dataset(data, "train")
         source = "CAMs made from ground truth by degradation (no trained CAMs used)"
     sd = StageDir(work / "w", "make_cam", "bench")
     sd.begin(force=True)
@@ -85,7 +113,8 @@ def prepare(work: Path, num_images: int, size: int, seed: int, cam_dir: Path | N
             keys, cams = load_cam(cam_dir / f"{i}.npz")
         else:
             keys = ds.labels[i]
-            cams = degraded_cams(ds.mask(i), keys, rng)
+            cams = (degraded_cams(ds.mask(i), keys, rng) if blur_sigma is None
+                    else blurred_cams(ds.mask(i), keys, blur_sigma))
         save_cam(sd.path / "cams" / f"{i}.npz", keys, cams)
     sd.finish(items=len(ds.ids))
     return data, ds, source
@@ -151,14 +180,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--cam-dir", type=Path, default=None, help="use these CAM files (needs --data-root)")
     ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--data-config", type=Path, default=None,
+                    help="real photos: a config whose data section names them (e.g. configs/real/coco128_lite0.py); "
+                         "CAMs are degraded from their ground truth")
+    ap.add_argument("--min-classes", type=int, default=1, help="with --data-config: photos with >= this many classes")
+    ap.add_argument("--blur-sigma", type=float, default=None,
+                    help="CAMs = ground-truth masks blurred with this sigma (px) instead of the degradation")
     ap.add_argument("--no-sweep", action="store_true", help="skip the oracle threshold sweeps")
     ap.add_argument("--speed-only", action="store_true", help="only the 1 vs all workers timing")
+    ap.add_argument("--no-speed", action="store_true", help="skip the timing (quality tables only)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.cam_dir is not None and args.data_root is None:
         ap.error("--cam-dir needs --data-root")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_crf_"))
-    data, ds, source = prepare(work, args.num_images, args.size, args.seed, args.cam_dir, args.data_root)
+    data, ds, source = prepare(work, args.num_images, args.size, args.seed, args.cam_dir, args.data_root,
+                               args.data_config, args.min_classes, args.blur_sigma)
+    if args.blur_sigma is not None:
+        source += f" (blurred masks, sigma {args.blur_sigma:g} px, instead of the degradation)"
     all_cores = resolve_workers(0)
     h, w = ds.image(ds.ids[0]).shape[:2]
     try:
@@ -169,33 +208,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# machine: {platform.processor() or platform.machine()}, {all_cores} cores, load average {load:.1f} "
           f"at start, python {sys.version.split()[0]}\n")
 
-    speeds = {n: bench_speed(work, ds, n) for n in sorted({1, all_cores})}
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
-    print("| workers | images/s | speed-up | CPU ms / image |")
-    print("|---|---|---|---|")
-    for n, (v, cpu) in speeds.items():
-        print(f"| {n} | {v:.1f} | {v / speeds[1][0]:.2f}x | {cpu:.0f} |")
-    print(f"\n(load average {load:.1f} after the timing runs)\n")
+    if not args.no_speed:
+        speeds = {n: bench_speed(work, ds, n) for n in sorted({1, all_cores})}
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = float("nan")
+        print("| workers | images/s | speed-up | CPU ms / image |")
+        print("|---|---|---|---|")
+        for n, (v, cpu) in speeds.items():
+            print(f"| {n} | {v:.1f} | {v / speeds[1][0]:.2f}x | {cpu:.0f} |")
+        print(f"\n(load average {load:.1f} after the timing runs)\n")
     if args.speed_only:
         return 0
 
     rows = []
     t = DEFAULT_THRESHOLD
+    soft, hard = dict(unary="softmax"), dict(unary="labels")
     for label, kw in [
         (f"threshold {t}", dict(bg_threshold=t)),
-        (f"threshold {t} + CRF (IRN params)", dict(bg_threshold=t, use_crf=True)),
+        (f"threshold {t} + CRF (IRN params, softmax unary)", dict(bg_threshold=t, use_crf=True, crf=soft)),
+        (f"threshold {t} + CRF (IRN params, labels unary = IRN)", dict(bg_threshold=t, use_crf=True, crf=hard)),
         ("ignore band 0.30/0.05 (IRN)", dict(conf_fg=0.30, conf_bg=0.05)),
-        ("ignore band 0.30/0.05 + CRF", dict(conf_fg=0.30, conf_bg=0.05, use_crf=True)),
-    ] + [(f"threshold {t} + CRF ({name} params)", dict(bg_threshold=t, use_crf=True, crf=dataclasses.asdict(p)))
+        ("ignore band 0.30/0.05 + CRF (softmax unary)", dict(conf_fg=0.30, conf_bg=0.05, use_crf=True, crf=soft)),
+        ("ignore band 0.30/0.05 + CRF (labels unary = IRN, default)",
+         dict(conf_fg=0.30, conf_bg=0.05, use_crf=True, crf=hard)),
+    ] + [(f"threshold {t} + CRF ({name} params, {p.unary} unary)",
+          dict(bg_threshold=t, use_crf=True, crf=dataclasses.asdict(p)))
          for name, p in PRESETS.items() if name != "irn"]:
         rows.append((label, run_pseudo(work, data, "bench_pseudo", all_cores, **kw)))
     if not args.no_sweep:
         thresholds = [round(x, 2) for x in np.arange(0.10, 0.61, 0.05)]
         cams_dir = work / "w" / "make_cam" / "cams"
-        for label, crf in (("threshold", None), ("threshold + CRF", CRFParams())):
+        for label, crf in (("threshold", None), ("threshold + CRF, softmax unary", CRFParams(unary="softmax")),
+                           ("threshold + CRF, labels unary", CRFParams(unary="labels"))):
             bt, bm = sweep(ds, cams_dir, thresholds, crf)
             rows.append((f"ORACLE: best {label} ({bt}, swept on GT)", {"miou": bm}))
     print("| pseudo masks (train) | mIoU, ignore excluded | mIoU, ignore counted wrong | ignored |")
@@ -203,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, m in rows:
         print(f"| {label} | {pct(m.get('miou'))} | {pct(m.get('miou_ignore_as_wrong'))} | "
               f"{pct(m.get('ignored_share'))}{'' if m.get('ignored_share') is None else ' %'} |")
-    base, with_crf = rows[0][1]["miou"], rows[1][1]["miou"]
-    print(f"\nCRF gain at threshold {t}: {100 * (with_crf - base):+.1f} mIoU points")
+    base, with_soft, with_hard = rows[0][1]["miou"], rows[1][1]["miou"], rows[2][1]["miou"]
+    print(f"\nCRF gain at threshold {t}: {100 * (with_soft - base):+.1f} mIoU points (softmax unary), "
+          f"{100 * (with_hard - base):+.1f} (labels unary)")
     return 0
 
 

@@ -35,7 +35,7 @@ from wsss.config import Config
 from wsss.data.base import SegDataset
 from wsss.data.build import build_dataset
 from wsss.data.torch_sets import InferenceSet
-from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.engine.stage import close_stage, open_stage, pending, stage_run
 from wsss.errors import WSSSError
 from wsss.eval.cam_eval import evaluate_cam_dir, format_cam_report
 from wsss.eval.confusion import write_metrics
@@ -131,16 +131,18 @@ def size_sorted(ds: SegDataset, ids: list[str]) -> list[str]:
     return sorted(ids, key=size)
 
 
+@stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Write CLIP CAMs for every image of the split; returns the stage manifest."""
     sec = section(cfg)
     settings = settings_from(sec)
     name = stage_name(cfg)
-    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION, RUNTIME_KEYS), name, CONFIG_KEYS, inputs(cfg), force=force)
-    if done:
-        return sd.manifest
     split = sec.get("split") or cfg.data.get("cam_split", "train")
     ds = build_dataset(cfg.data, split)
+    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION, RUNTIME_KEYS), name, CONFIG_KEYS, inputs(cfg),
+                          force=force, datasets=[ds])
+    if done:
+        return sd.manifest
     cam_dir = sd.path / "cams"
 
     def out_path(image_id: str) -> Path:
@@ -153,12 +155,14 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
         _write_cams(cfg, sec, settings, ds, todo, out_path)
     dist.barrier()
     metrics: dict = {}
-    eval_ids = gt_ids(ds, ds.ids) if dist.is_main() else []
-    if eval_ids:
+    eval_ids = gt_ids(ds, ds.ids)
+    if eval_ids:  # every rank scores its shard; the sums are the single-process result
         bg = sec.get("bg_threshold")
-        result = evaluate_cam_dir(cam_dir, ds, bg_threshold=0.4 if bg is None else float(bg), ids=eval_ids)
-        write_metrics(sd.path / "metrics.json", result)
-        log.info("clip_cam %s:\n%s", split, format_cam_report(result, title=f"clip_cam CAMs ({split})"))
+        result = evaluate_cam_dir(cam_dir, ds, bg_threshold=0.4 if bg is None else float(bg), ids=eval_ids,
+                                  distributed=True)
+        if dist.is_main():
+            write_metrics(sd.path / "metrics.json", result)
+            log.info("clip_cam %s:\n%s", split, format_cam_report(result, title=f"clip_cam CAMs ({split})"))
         metrics = {"miou": result["miou"], "bg_threshold": result["bg_threshold"],
                    "oracle_miou": result["oracle"]["miou"], "oracle_threshold": result["oracle"]["threshold"]}
     return close_stage(sd, items=len(ds), metrics=metrics, split=split)

@@ -10,7 +10,11 @@ refined probabilities sum to 1), so later stages read the file like any other CA
 Config section::
 
     crf = dict(input='make_cam', bg_threshold=0.30, bg_power=None, n_iter=10, gauss_sxy=3, gauss_compat=3,
-               bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10, num_workers=0)
+               bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10, unary='softmax', gt_prob=0.7,
+               num_workers=0)
+
+``unary``: 'softmax' (default here: the stage's output is meant to stay a soft map) or 'labels' (IRN: the CRF
+starts from the thresholded decision with confidence ``gt_prob``, see :mod:`wsss.refine.crf`).
 
 ``num_workers``: processes for the per-image work (0 = all cores of this machine / rank); it does not change
 the outputs, so it is left out of the config hash. Per-image resume: a killed run re-started with the same
@@ -37,7 +41,8 @@ from wsss.data.base import SegDataset
 from wsss.data.build import build_dataset
 from wsss.data.image_io import read_image
 from wsss.engine.pool import map_images
-from wsss.engine.stage import cam_dir, check_same_size, close_stage, gt_ids, hashed_view, open_stage, pending, section_of
+from wsss.engine.stage import cam_dir, check_same_size, close_stage, gt_ids, open_stage, pending, section_of, stage_run
+from wsss.schema import Rule, Schema
 from wsss.errors import WSSSError
 from wsss.eval.confusion import ConfusionMatrix, format_table, write_metrics
 from wsss.refine.crf import CRFParams, dense_crf, require_pydensecrf
@@ -48,8 +53,20 @@ log = logging.getLogger(__name__)
 STAGE = "crf"
 SECTION = "crf"
 CONFIG_KEYS = ("crf", "data")
-_CRF_KEYS = ("n_iter", "gauss_sxy", "gauss_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
+_CRF_KEYS = ("n_iter", "gauss_sxy", "gauss_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat", "unary",
+             "gt_prob")
 _SECTION_KEYS = set(_CRF_KEYS) | {"input", "bg_threshold", "bg_power", "num_workers", "name"}
+#: Types and ranges of the ``crf`` keys (wsss/schema.py); workers and the folder name are not part of the identity.
+SCHEMA = Schema(SECTION, dict(input="make_cam", bg_threshold=None, bg_power=None, num_workers=0, name=None,
+                              n_iter=10, gauss_sxy=3.0, gauss_compat=3.0, bilateral_sxy=50.0, bilateral_srgb=5.0,
+                              bilateral_compat=10.0, unary="softmax", gt_prob=0.7),
+                rules=dict(input=Rule(kind="str"), bg_threshold=Rule(kind="number", min=0, max=1),
+                           bg_power=Rule(kind="number", gt=0), num_workers=Rule(min=0), name=Rule(kind="str"),
+                           n_iter=Rule(min=1), gauss_sxy=Rule(gt=0), gauss_compat=Rule(min=0), bilateral_sxy=Rule(gt=0),
+                           bilateral_srgb=Rule(gt=0), bilateral_compat=Rule(min=0),
+                           unary=Rule(choices=("softmax", "labels")), gt_prob=Rule(gt=0, max=1)),
+                runtime=("num_workers", "name"))
+SCHEMAS = (SCHEMA,)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -97,32 +114,51 @@ def crf_decision(keys: np.ndarray, cams: np.ndarray) -> np.ndarray:
     return label_lut(keys)[np.concatenate([bg[None], cams]).argmax(axis=0)].astype(np.uint8)
 
 
-def evaluate_refined(ds: SegDataset, ids: Sequence[str], cams_of: Callable[[str], Path]) -> dict | None:
-    """mIoU of the CRF decisions against ground truth (None without ground truth)."""
+def evaluate_refined(ds: SegDataset, ids: Sequence[str], cams_of: Callable[[str], Path],
+                     distributed: bool = False) -> dict | None:
+    """mIoU of the CRF decisions against ground truth (None without ground truth). ``distributed``: call on
+    every rank; each scores its shard and the confusion matrices are summed."""
     ids = gt_ids(ds, ids)
     if not ids:
         return None
     cm = ConfusionMatrix(ds.num_classes)
-    for i in tqdm(ids, desc="eval crf", unit="img", leave=False):
-        keys, cams = load_cam(cams_of(i))
-        cm.update(crf_decision(keys, cams), ds.mask(i))
+    error = None
+    try:
+        for i in tqdm(dist.shard(ids) if distributed else ids, desc="eval crf", unit="img", leave=False,
+                      disable=not dist.is_main()):
+            keys, cams = load_cam(cams_of(i))
+            cm.update(crf_decision(keys, cams), ds.mask(i))
+    except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
+        error = e
+    if distributed:
+        dist.raise_first_error(error)
+        cm.reduce()
+    elif error is not None:
+        raise error
     summary = cm.summary(ds.class_names)
     summary["images"] = len(ids)
     return summary
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
-    """Run the crf stage (see the module doc). Returns the manifest."""
-    s = section_of(cfg, SECTION, _SECTION_KEYS)
+def validate(cfg: Config) -> tuple[dict, CRFParams]:
+    """The checked ``crf`` section and its CRF parameters (errors before any work, one line)."""
+    s = section_of(cfg, SECTION, _SECTION_KEYS, SCHEMA)
     params = CRFParams.from_config({k: s[k] for k in _CRF_KEYS if k in s})
     if (s.get("bg_threshold") is None) == (s.get("bg_power") is None):
         raise WSSSError("crf needs exactly one of crf.bg_threshold and crf.bg_power (the background score)")
     require_pydensecrf()  # fail before claiming the stage folder, with the install fix
+    return s, params
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Run the crf stage (see the module doc). Returns the manifest."""
+    s, params = validate(cfg)
     name, src = stage_name(cfg), inputs(cfg)[0]
-    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, [src], force=force)
+    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
-    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
     out_of = (lambda i: sd.path / "cams" / f"{i}.npz")
     todo = pending(ds.ids, out_of)
     log.info("%s: %d of %d images of '%s' to refine (CRF %s)", name, len(todo), len(ds.ids), ds.split, params)
@@ -131,8 +167,8 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     map_images(refine_one, tasks, s.get("num_workers", 0), desc=name)
     dist.barrier()
     metrics: dict = {}
+    summary = evaluate_refined(ds, ds.ids, out_of, distributed=True)
     if dist.is_main():
-        summary = evaluate_refined(ds, ds.ids, out_of)
         if summary is not None:
             write_metrics(sd.path / "metrics.json", summary)
             log.info("%s\n%s", name, format_table(summary, f"{name}: CRF decision vs ground truth ({ds.split})"))

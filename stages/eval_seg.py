@@ -34,13 +34,14 @@ from wsss.config import Config, to_plain
 from wsss.data.base import SegDataset
 from wsss.data.build import build_dataset
 from wsss.data.palette import load_mask, save_mask
-from wsss.engine.stage import close_stage, open_stage, pending
-from wsss.errors import InputError, WSSSError
+from wsss.engine.stage import close_stage, open_stage, pending, stage_run
+from wsss.errors import InputError, StageSkipped, WSSSError
 from wsss.eval.bound import NOT_CONVERGED, bound_ratio, bound_verdict, curve_converged, format_ratio
 from wsss.eval.confusion import ConfusionMatrix, format_table
 from wsss.eval.confusion_plot import confusion_figure, iou_bar_figure, save_figure
 from wsss.eval.seg_infer import image_to_tensor, predict_probs
 from wsss.models.seg import build_segmentor
+from wsss.schema import Rule, Schema
 
 #: The bound's val curve that train_seg writes with ``train_seg.eval_points`` (see stages/train_seg.py).
 CURVE_FILE = "curve.json"
@@ -59,13 +60,19 @@ DEFAULTS: dict[str, Any] = dict(
 VARIANT_TITLES = {"ss": "single-scale", "ms": "multi-scale", "crf": "+ CRF"}
 
 
+#: What the ``eval_seg`` section accepts (wsss/schema.py); the folder name and the upper-bound stage (only the
+#: ratio in the report) are not part of the stage's identity.
+SCHEMA = Schema("eval_seg", DEFAULTS, rules=dict(
+    name=Rule(kind="str"), input=Rule(kind="str"), split=Rule(kind="str"), scales=Rule(gt=0, nonempty=True),
+    mode=Rule(choices=("whole", "slide")), crop_size=Rule(min=8), stride=Rule(min=1),
+    upper_bound=Rule(kind="str", nullable=True), checkpoint=Rule(kind="str")),
+    runtime=("name",), evaluation=("upper_bound",))
+SCHEMAS = (SCHEMA,)
+
+
 def section(cfg: Config) -> dict[str, Any]:
-    """The ``eval_seg`` section with defaults filled in (unknown keys are an error)."""
-    sec = dict(to_plain(cfg.get("eval_seg") or {}))
-    unknown = sorted(set(sec) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"unknown eval_seg key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    sec = {**DEFAULTS, **sec}
+    """The ``eval_seg`` section with defaults filled in (unknown keys and wrong values are an error)."""
+    sec = SCHEMA.resolve(to_plain(cfg.get("eval_seg") or {}))
     sec["scales"] = [float(s) for s in (sec["scales"] or [1.0])]
     return sec
 
@@ -172,17 +179,31 @@ def predict_split(model: torch.nn.Module, ds: SegDataset, ids: Sequence[str], se
                 save_mask(dirs[v] / f"{image_id}.png", preds[v])
 
 
-def score_predictions(ds: SegDataset, ids: Sequence[str], dirs: Mapping[str, Path]) -> dict[str, ConfusionMatrix]:
-    """Confusion matrices of saved predictions against the ground truth of ``ids``, one per variant."""
+def score_predictions(ds: SegDataset, ids: Sequence[str], dirs: Mapping[str, Path],
+                      distributed: bool = False) -> dict[str, ConfusionMatrix]:
+    """Confusion matrices of saved predictions against the ground truth of ``ids``, one per variant.
+
+    ``distributed``: call on every rank; each scores its shard and the matrices are summed (exact integers)."""
     mats = {v: ConfusionMatrix(ds.num_classes) for v in dirs}
-    for image_id in tqdm(ids, desc="scoring", leave=False):
-        gt = ds.mask(image_id)
-        for v, d in dirs.items():
-            pred = load_mask(d / f"{image_id}.png", ds.num_classes)
-            if pred.shape != gt.shape:
-                raise InputError(d / f"{image_id}.png", f"prediction {pred.shape} does not match ground truth "
-                                                        f"{gt.shape}; delete it and re-run")
-            mats[v].update(pred, gt)
+    error = None
+    try:
+        for image_id in tqdm(dist.shard(ids) if distributed else ids, desc="scoring", leave=False,
+                             disable=not dist.is_main()):
+            gt = ds.mask(image_id)
+            for v, d in dirs.items():
+                pred = load_mask(d / f"{image_id}.png", ds.num_classes)
+                if pred.shape != gt.shape:
+                    raise InputError(d / f"{image_id}.png", f"prediction {pred.shape} does not match ground "
+                                                            f"truth {gt.shape}; delete it and re-run")
+                mats[v].update(pred, gt)
+    except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
+        error = e
+    if distributed:
+        dist.raise_first_error(error)
+        for m in mats.values():
+            m.reduce()
+    elif error is not None:
+        raise error
     return mats
 
 
@@ -283,6 +304,7 @@ def _refresh_ratio(sd: Any, work_dir: Path, name: str, upper_bound: str | None) 
         log.info("%s: %s", name, report_line(metrics, metrics.get("split", "val")))
 
 
+@stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
     """Evaluate (or resume evaluating) the trained network; returns the stage manifest."""
     sec = section(cfg)
@@ -290,10 +312,12 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
     work_dir = Path(cfg.work_dir)
     split = str(sec["split"] or (cfg.get("data") or {}).get("val_split", "val"))
     ds = build_dataset(cfg.data, split)
-    if not ds.has_masks:
-        raise WSSSError(f"eval_seg: split '{split}' of {ds.name} has no ground-truth masks to evaluate against")
+    if not ds.has_masks and not sec["save_predictions"]:
+        raise StageSkipped(f"{name}: skipped, split '{split}' of {ds.name} has no ground-truth masks to evaluate "
+                           f"against (set eval_seg.save_predictions=True to get the predictions)")
     crf = _crf_fn(sec) if sec["crf"] else None
-    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force, datasets=[ds], with_masks=True,
+                          schemas=SCHEMAS)
     if done:
         _refresh_ratio(sd, work_dir, name, sec["upper_bound"])
         return sd.manifest
@@ -311,7 +335,11 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
                  ", ".join(variant_title(v, sec) for v in names))
         predict_split(model, ds, todo, sec, device, dirs=dirs, crf=crf)
         dist.barrier()
-        mats = score_predictions(ds, ds.ids, dirs) if dist.is_main() else None
+        if not ds.has_masks:
+            log.warning("%s: split '%s' of %s has no ground-truth masks: %d predictions written to %s, no mIoU",
+                        name, split, ds.name, len(ds), dirs[names[-1]])
+            return close_stage(sd, items=len(ds), metrics={}, ground_truth=False)
+        mats = score_predictions(ds, ds.ids, dirs, distributed=True)
     else:
         mats = {v: ConfusionMatrix(ds.num_classes) for v in names}
         predict_split(model, ds, dist.shard(ds.ids), sec, device, matrices=mats, crf=crf)

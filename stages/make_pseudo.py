@@ -1,14 +1,17 @@
 """Stage ``make_pseudo``: pseudo masks (palette PNG, 255 = ignore) from any CAM artifact.
 
 Reads ``<work_dir>/<pseudo.input>/cams/<id>.npz`` (make_cam, propagate, clip_cam, crf, ...) for the ids of
-``data.cam_split`` and writes ``<work_dir>/make_pseudo/masks/<id>.png``. The decision rule is
+``pseudo.split`` (default ``data.cam_split``) and writes ``<work_dir>/<pseudo.name>/masks/<id>.png``.
+``pseudo.input`` has no default: which CAMs become the labels (seeds, random walk, CRF, ...) and the background
+threshold that fits them go together, so a config must say it (a chain whose pseudo masks silently read the seeds
+instead of the walk would lose the refinement without a word). The decision rule is
 :func:`wsss.refine.pseudo.make_pseudo_mask`: IRN's ignore band (``conf_fg`` / ``conf_bg``) or a single
 background threshold / power, each optionally refined by a dense CRF. Only the image's labelled classes can
 appear: CAM channels of other classes are dropped before the decision.
 
 Config section::
 
-    pseudo = dict(input='make_cam', bg_threshold=None, bg_power=None, conf_fg=0.30, conf_bg=0.05,
+    pseudo = dict(input='propagate', split=None, name=None, bg_threshold=None, bg_power=None, conf_fg=0.30, conf_bg=0.05,
                   min_confidence=None, use_crf=False, crf=dict(n_iter=10, ...), num_workers=0)
 
 When the split has ground truth, ``metrics.json`` gets the pseudo-mask mIoU with ignored pixels excluded
@@ -31,14 +34,15 @@ from wsss.config import Config
 from wsss.data.build import build_dataset
 from wsss.data.image_io import read_image
 from wsss.data.palette import load_mask, save_mask
-from wsss.engine.stage import close_stage, open_stage, pending
+from wsss.engine.stage import close_stage, open_stage, pending, stage_run
 from wsss.errors import InputError, WSSSError
 from wsss.eval.confusion import format_table, write_metrics
 from wsss.eval.mask_eval import MaskScorer, describe, scalar_metrics
 from wsss.refine.crf import require_pydensecrf
 from wsss.refine.pseudo import PseudoParams, make_pseudo_mask, restrict_to_labels
 from wsss.engine.pool import map_images
-from wsss.engine.stage import cam_dir, check_same_size, gt_ids, hashed_view, section_of
+from wsss.engine.stage import cam_dir, check_same_size, gt_ids, section_of
+from wsss.schema import Rule, Schema
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +50,34 @@ STAGE = "make_pseudo"
 SECTION = "pseudo"
 CONFIG_KEYS = ("pseudo", "data")
 _SECTION_KEYS = {"input", "bg_threshold", "bg_power", "conf_fg", "conf_bg", "min_confidence", "use_crf", "crf",
-                 "num_workers", "name"}
+                 "num_workers", "name", "split"}
+#: Types and ranges of the ``pseudo`` keys (wsss/schema.py; the section itself comes from configs/_base_/pseudo.py).
+#: Workers and the folder name are not part of the masks' identity. ``input`` has no default: a chain names the
+#: CAM stage it refines (make_pseudo stops with one line otherwise).
+SCHEMA = Schema(SECTION, dict(input=None, bg_threshold=None, bg_power=None, conf_fg=None, conf_bg=None,
+                              min_confidence=None, use_crf=False, crf=None, num_workers=0, name=None, split=None),
+                rules=dict(input=Rule(kind="str"), bg_threshold=Rule(kind="number", min=0, max=1),
+                           bg_power=Rule(kind="number", gt=0), conf_fg=Rule(kind="number", min=0, max=1),
+                           conf_bg=Rule(kind="number", min=0, max=1), min_confidence=Rule(kind="number", min=0, max=1),
+                           crf=Rule(kind="dict"), num_workers=Rule(min=0), name=Rule(kind="str"),
+                           split=Rule(kind="str")),
+                runtime=("num_workers", "name"))
+SCHEMAS = (SCHEMA,)
 
 
 def inputs(cfg: Config) -> list[str]:
-    """The CAM stage this stage reads (``pseudo.input``)."""
-    return [str(cfg.get(SECTION, {}).get("input") or "make_cam")]
+    """The CAM stage this stage reads (``pseudo.input``, required)."""
+    src = (cfg.get(SECTION) or {}).get("input")
+    if not src:
+        raise WSSSError(f"config section '{SECTION}' needs 'input': the CAM stage whose maps become the pseudo "
+                        "masks (e.g. 'make_cam', 'propagate', 'clip_cam'), with a background threshold that fits them")
+    return [str(src)]
+
+
+def split_of(cfg: Config) -> str:
+    """``pseudo.split``, else data.cam_split."""
+    data = cfg.get("data") or {}
+    return str((cfg.get(SECTION) or {}).get("split") or data.get("cam_split") or data.get("train_split", "train"))
 
 
 def stage_name(cfg: Config) -> str:
@@ -99,17 +125,24 @@ def pseudo_one(task: PseudoTask) -> str | None:
     return None
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
-    """Run the make_pseudo stage (see the module doc). Returns the manifest."""
-    s = section_of(cfg, SECTION, _SECTION_KEYS)
+def validate(cfg: Config) -> tuple[dict, PseudoParams]:
+    """The checked ``pseudo`` section and its decision rule (errors before any work, one line)."""
+    s = section_of(cfg, SECTION, _SECTION_KEYS, SCHEMA)
     params = PseudoParams.from_config(s)
     if params.crf is not None:
         require_pydensecrf()  # fail before claiming the stage folder, with the install fix
+    return s, params
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Run the make_pseudo stage (see the module doc). Returns the manifest."""
+    s, params = validate(cfg)
     name, src = stage_name(cfg), inputs(cfg)[0]
-    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, SECTION), name, CONFIG_KEYS, [src], force=force)
+    ds = build_dataset(cfg.data, split_of(cfg))
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
-    ds = build_dataset(cfg.data, cfg.data.get("cam_split", "train"))
     out_of = (lambda i: sd.path / "masks" / f"{i}.png")
     todo = pending(ds.ids, out_of)
     log.info("%s: %d of %d pseudo masks of '%s' to make from %s (%s)", name, len(todo), len(ds.ids), ds.split,
@@ -119,16 +152,22 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     map_images(pseudo_one, tasks, s.get("num_workers", 0), desc=name)
     dist.barrier()
     metrics: dict = {}
-    if dist.is_main():
-        ids = gt_ids(ds, ds.ids)
-        if ids:
-            scorer = MaskScorer(ds.num_classes)
-            for i in tqdm(ids, desc="eval pseudo", unit="img", leave=False):
+    ids = gt_ids(ds, ds.ids)
+    if ids:  # every rank scores its shard, then the counts are summed (exactly the single-process result)
+        scorer = MaskScorer(ds.num_classes)
+        error = None
+        try:
+            for i in tqdm(dist.shard(ids), desc="eval pseudo", unit="img", leave=False, disable=not dist.is_main()):
                 scorer.update(load_mask(out_of(i), ds.num_classes), ds.mask(i))
-            summary = scorer.summary(ds.class_names)
+        except Exception as e:  # noqa: BLE001 - the other ranks must not wait for this one forever
+            error = e
+        dist.raise_first_error(error)
+        scorer.reduce()
+        summary = scorer.summary(ds.class_names)
+        metrics = scalar_metrics(summary)
+        if dist.is_main():
             write_metrics(sd.path / "metrics.json", summary)
             log.info("%s\n%s", name, format_table(summary, f"{name}: pseudo masks vs ground truth ({ds.split}), "
                                                           "ignored pixels excluded"))
             log.info("%s: %s", name, describe(summary))
-            metrics = scalar_metrics(summary)
     return close_stage(sd, items=len(ds.ids), metrics=metrics)

@@ -9,7 +9,8 @@ Reads ``<work_dir>/<propagate.input>/cams/<id>.npz`` for the ids of ``propagate.
 
 How background is represented in the output (the format stores foreground classes only) is set by
 ``propagate.bg``, see :mod:`wsss.refine.propagation`: with ``'none'`` (IRN) the walked CAMs are max-normalised
-per class and thresholded downstream like any CAM (IRN: 0.25); with ``'power'``/``'threshold'`` each class
+(``propagate.normalise``: ``'global'`` = one maximum over all classes, IRN's; ``'per_class'`` = each class by its
+own) and thresholded downstream like any CAM (IRN: 0.25); with ``'power'``/``'threshold'`` each class
 holds its share against the walked background channel and 0.5 is the natural threshold.
 
 Per-image resume (existing outputs are skipped, each file written atomically), ids sharded by rank under
@@ -32,13 +33,14 @@ from wsss.config import Config, to_plain
 from wsss.data.build import build_dataset
 from wsss.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsss.engine.checkpoint import load_weights
-from wsss.engine.stage import check_same_size, close_stage, open_stage, pending
-from wsss.errors import InputError, WSSSError
+from wsss.engine.stage import check_same_size, close_stage, open_stage, pending, stage_run
+from wsss.errors import ConfigError, InputError
 from wsss.eval.cam_eval import evaluate_cam_dir, format_cam_report
 from wsss.eval.confusion import write_metrics
 from wsss.models.affinity_net import AffinityNet, build_affinity_net
 from wsss.ops import radius_offsets
-from wsss.refine.propagation import BG_MODES, image_affinity, par_cams, random_walk_cams
+from wsss.refine.propagation import BG_MODES, NORMALISE_MODES, image_affinity, par_cams, random_walk_cams
+from wsss.schema import Rule, Schema, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +51,34 @@ METHODS = ("rw", "par")
 
 DEFAULTS: dict[str, Any] = dict(
     method="rw", name=None, input="make_cam", model="train_aff", split=None, radius=5, beta=10, t=256,
-    scales=[1.0], flip=True, bg="none", bg_power=8, bg_threshold=0.05,
+    scales=[1.0], flip=True, bg="none", bg_power=8, bg_threshold=0.05, normalise="per_class",
     par=dict(dilations=[1, 2, 4, 8, 12, 24], num_iter=10, w1=0.3, w2=0.01, scale=1.0), eval_threshold=None,
 )
 _PAR_KEYS = ("dilations", "num_iter", "w1", "w2", "scale")
 
 
+#: What the ``propagate`` section accepts (wsss/schema.py); ``eval_threshold`` only sets the stage's report and
+#: ``name`` the folder: neither is part of the CAMs' identity.
+SCHEMA = Schema("propagate", DEFAULTS, rules=dict(
+    method=Rule(choices=METHODS), name=Rule(kind="str"), input=Rule(kind="str"), model=Rule(kind="str"),
+    split=Rule(kind="str"), radius=Rule(min=1), beta=Rule(kind="number", gt=0), t=Rule(min=1),
+    scales=Rule(gt=0, nonempty=True), bg=Rule(choices=BG_MODES), bg_power=Rule(kind="number", gt=0),
+    bg_threshold=Rule(min=0, max=1), eval_threshold=Rule(kind="number", min=0, max=1),
+    normalise=Rule(choices=NORMALISE_MODES)),
+    runtime=("name",), evaluation=("eval_threshold",))
+SCHEMAS = (SCHEMA,)
+
+
 def section(cfg: Config) -> dict[str, Any]:
     """The ``propagate`` section with defaults filled in (unknown keys or values are an error)."""
     sec = dict(to_plain(cfg.get("propagate") or {}))
-    unknown = sorted(set(sec) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"unknown propagate key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **sec}
+    out = SCHEMA.resolve(sec)
     par = {**DEFAULTS["par"], **dict(sec.get("par") or {})}
     bad = sorted(set(par) - set(_PAR_KEYS))
     if bad:
-        raise WSSSError(f"unknown propagate.par key(s) {bad}; expected some of {list(_PAR_KEYS)}")
+        raise ConfigError(f"config propagate.par.{bad[0]}: unknown key{did_you_mean(bad[0], _PAR_KEYS)} "
+                          f"(known: {', '.join(_PAR_KEYS)})")
     out["par"] = par
-    if out["method"] not in METHODS:
-        raise WSSSError(f"propagate.method must be one of {METHODS}, got '{out['method']}'")
-    if out["bg"] not in BG_MODES:
-        raise WSSSError(f"propagate.bg must be one of {BG_MODES}, got '{out['bg']}'")
     return out
 
 
@@ -90,7 +98,7 @@ def config_keys(cfg: Config) -> tuple[str, ...]:
 
 
 def eval_threshold(sec: dict[str, Any]) -> float:
-    """The background threshold for the stage's own mIoU: 0.25 (IRN) for per-class normalised walks, else 0.5."""
+    """The background threshold for the stage's own mIoU: 0.25 (IRN) for max-normalised walks, else 0.5."""
     if sec["eval_threshold"] is not None:
         return float(sec["eval_threshold"])
     return 0.25 if sec["bg"] == "none" else 0.5
@@ -117,6 +125,7 @@ def _image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return ((x - mean) / std).to(device)
 
 
+@stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Propagate the CAMs of every image of the split; returns the stage manifest."""
     sec = section(cfg)
@@ -124,7 +133,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     data = cfg.get("data") or {}
     split = str(sec["split"] or data.get("cam_split") or data.get("train_split", "train"))
     ds = build_dataset(cfg.data, split)
-    sd, done = open_stage(cfg, name, config_keys(cfg), inputs(cfg), force=force)
+    sd, done = open_stage(cfg, name, config_keys(cfg), inputs(cfg), force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
     device = dist.resolve_device(cfg.get("device", "auto"))
@@ -147,21 +156,24 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
             if sec["method"] == "rw":
                 aff = image_affinity(model, _image_tensor(image, device), offsets, sec["scales"], bool(sec["flip"]))
                 out = random_walk_cams(c, aff, offsets, model.feature_stride, float(sec["beta"]), int(sec["t"]),
-                                       sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]))
+                                       sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]),
+                                       str(sec["normalise"]))
             else:
                 img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().to(device)
                 out = par_cams(img, c, par["dilations"], int(par["num_iter"]), float(par["w1"]), float(par["w2"]),
-                               float(par["scale"]), sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]))
+                               float(par["scale"]), sec["bg"], float(sec["bg_power"]), float(sec["bg_threshold"]),
+                               str(sec["normalise"]))
         save_cam(out_of(image_id), keys, out.cpu().numpy())
     dist.barrier()
     metrics: dict[str, Any] = {}
-    if dist.is_main() and ds.has_masks:
+    if ds.has_masks:  # every rank scores its shard; the sums are the single-process result
         thr = eval_threshold(sec)
-        result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=thr)
-        write_metrics(sd.path / "metrics.json", result)
-        log.info("%s\n%s", name, format_cam_report(result, f"{name} ({sec['method']}) vs ground truth ({ds.split})"))
+        result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=thr, distributed=True)
         metrics = {"miou": result["miou"], "bg_threshold": thr, "oracle_miou": result["oracle"]["miou"],
                    "oracle_threshold": result["oracle"]["threshold"]}
+    if metrics and dist.is_main():
+        write_metrics(sd.path / "metrics.json", result)
+        log.info("%s\n%s", name, format_cam_report(result, f"{name} ({sec['method']}) vs ground truth ({ds.split})"))
         log.info("%s: mIoU %.2f at bg threshold %.2f (oracle %.2f at %.2f)", name, 100 * (result["miou"] or 0), thr,
                  100 * result["oracle"]["miou"], result["oracle"]["threshold"])
     return close_stage(sd, items=len(ds), metrics=metrics)

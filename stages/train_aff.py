@@ -4,15 +4,20 @@ Reads ``<work_dir>/<train_aff.input>/cams/<id>.npz`` for the ids of ``train_aff.
 ``data.cam_split``). Writes ``<work_dir>/<train_aff.name>/``:
 
 * ``seeds/<id>.png``: confident labels per image (class where max CAM > ``conf_fg``, 0 where max CAM <=
-  ``conf_bg``, 255 in between; optionally CRF-refined), made once per image (per-image resume, sharded);
+  ``conf_bg``, 255 in between; optionally CRF-refined, ``train_aff.crf`` = CRF settings whose ``unary``
+  defaults to IRN's 'labels'), made once per image (per-image resume, sharded);
 * ``last.pth`` every ``ckpt_interval`` iterations and at the end; ``final.pth`` (weights + ``aff_model``);
 * ``metrics.json`` (seed coverage / accuracy against ground truth when there is one, loss curve), ``train.log``.
 
 Training: random scale / crop / flip of image and seeds together, seeds sampled on the stride-``feature_stride``
-grid, pair labels for all offsets within ``radius`` (:mod:`wsss.refine.affinity_labels`), the balanced
+grid, pair labels for all offsets within ``train_aff.radius`` (:mod:`wsss.refine.affinity_labels`; IRN trains
+with 10 and walks with ``propagate.radius`` 5, the two keys are independent), the balanced
 AffinityNet loss (:mod:`wsss.refine.affinity_loss`). SGD or AdamW, poly schedule, AMP on CUDA, DDP under
-torchrun. ``--resume`` continues from ``last.pth`` bit-for-bit on CPU (batch order from
-:class:`ResumableBatchSampler`, augmentation from (seed, epoch, index), a private DataLoader generator).
+torchrun. Length: ``iters``, or ``epochs`` (IRN's count, :func:`resolve_iters`). ``freeze_backbone``: IRN's
+setting, the backbone gets no gradient (its features are constants, as IRN's ``.detach()``) and stays in eval
+mode (BatchNorm statistics frozen), only the new layers train, at ``lr * head_lr_mult``. ``--resume`` continues from ``last.pth``
+bit-for-bit on CPU (batch order from :class:`ResumableBatchSampler`, augmentation from (seed, epoch, index), a
+private DataLoader generator).
 """
 
 from __future__ import annotations
@@ -38,17 +43,18 @@ from wsss.data.build import build_dataset
 from wsss.data.palette import IGNORE_INDEX, load_mask, save_mask
 from wsss.data.torch_sets import SegmentationSet
 from wsss.data.transforms import segmentation_transform
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from wsss.log import log_to
 from wsss.engine.sampling import EpochIndexed, ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
-from wsss.engine.stage import check_same_size, close_stage, open_stage, pending
+from wsss.engine.stage import check_same_size, close_stage, open_stage, pending, stage_run
 from wsss.errors import WSSSError
 from wsss.models.affinity_net import AffinityNet, build_affinity_net
 from wsss.ops import radius_offsets
 from wsss.refine.affinity_labels import downsample_labels, pair_labels, seed_labels
 from wsss.refine.affinity_loss import affinity_loss
+from wsss.schema import Rule, Schema
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +69,37 @@ MODEL_DEFAULTS: dict[str, Any] = dict(backbone="resnet50", pretrained=False, wei
 #: Defaults of the ``train_aff`` section.
 DEFAULTS: dict[str, Any] = dict(
     input="make_cam", name=None, split=None, conf_fg=0.30, conf_bg=0.05, use_crf=False, crf=None, radius=5,
-    crop_size=256, scale_range=(0.7, 1.3), iters=2000, batch_size=8, optimizer="sgd", lr=0.01,
+    crop_size=256, scale_range=(0.7, 1.3), iters=2000, epochs=None, batch_size=8, optimizer="sgd", lr=0.01,
     head_lr_mult=10.0, momentum=0.9, weight_decay=1e-4, lr_schedule="poly", power=0.9, warmup_iters=0,
     freeze_backbone=False, amp=True, num_workers=2, ckpt_interval=200, log_interval=20,
 )
 
 
-def _section(cfg: Config, key: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    sec = dict(to_plain(cfg.get(key) or {}))
-    unknown = sorted(set(sec) - set(defaults))
-    if unknown:
-        raise WSSSError(f"unknown {key} key(s) {unknown}; expected some of {sorted(defaults)}")
-    return {**defaults, **sec}
+#: What the ``train_aff`` and ``aff_model`` sections accept (wsss/schema.py); intervals, workers and the folder
+#: name are not part of the stage's identity.
+SCHEMA = Schema("train_aff", DEFAULTS, rules=dict(
+    input=Rule(kind="str"), name=Rule(kind="str"), split=Rule(kind="str"), conf_fg=Rule(min=0, max=1),
+    conf_bg=Rule(min=0, max=1), crf=Rule(kind="dict"), radius=Rule(min=1), crop_size=Rule(min=8),
+    scale_range=Rule(gt=0, nonempty=True), iters=Rule(min=1), batch_size=Rule(min=1),
+    optimizer=Rule(choices=("sgd", "adamw", "SGD", "AdamW")), lr=Rule(gt=0), head_lr_mult=Rule(gt=0),
+    momentum=Rule(min=0, max=1), weight_decay=Rule(min=0), lr_schedule=Rule(choices=("poly", "cosine", "constant")),
+    warmup_iters=Rule(min=0), num_workers=Rule(min=0), ckpt_interval=Rule(min=1), log_interval=Rule(min=1)),
+    runtime=("ckpt_interval", "log_interval", "num_workers", "name"))
+MODEL_SCHEMA = Schema("aff_model", MODEL_DEFAULTS, rules=dict(
+    pretrained=Rule(kind="any"),  # True/False, or a timm tag such as 'tv_in1k' (wsss.models.weights.timm_name)
+    weights=Rule(kind="str"), feature_stride=Rule(min=1), max_stride=Rule(min=1), proj_dim=Rule(min=1),
+    embed_dim=Rule(min=1)))
+SCHEMAS = (SCHEMA, MODEL_SCHEMA)
 
 
 def section(cfg: Config) -> dict[str, Any]:
-    """The ``train_aff`` section with defaults filled in (unknown keys are an error)."""
-    return _section(cfg, "train_aff", DEFAULTS)
+    """The ``train_aff`` section with defaults filled in (unknown keys and wrong values are an error)."""
+    return SCHEMA.resolve(to_plain(cfg.get("train_aff") or {}))
 
 
 def model_config(cfg: Config) -> dict[str, Any]:
     """The ``aff_model`` section with defaults filled in."""
-    return _section(cfg, "aff_model", MODEL_DEFAULTS)
+    return MODEL_SCHEMA.resolve(to_plain(cfg.get("aff_model") or {}))
 
 
 def stage_name(cfg: Config) -> str:
@@ -94,6 +109,20 @@ def stage_name(cfg: Config) -> str:
 def inputs(cfg: Config) -> list[str]:
     """The CAM stage whose confident regions supervise the affinities."""
     return [str(section(cfg)["input"])]
+
+
+def resolve_iters(sec: dict[str, Any], num_images: int, world_size: int = 1) -> int:
+    """Training length in iterations: ``train_aff.iters``, or, when ``train_aff.epochs`` is set, IRN's count
+    ``(num_images // (batch_size * world_size)) * epochs`` (full batches only, as its drop_last loader).
+    IRN on VOC train_aug: (10582 // 32) * 3 = 990 iterations."""
+    if sec.get("epochs") is None:
+        return int(sec["iters"])
+    epochs, batch = int(sec["epochs"]), int(sec["batch_size"]) * max(1, int(world_size))
+    per_epoch = int(num_images) // batch
+    if epochs < 1 or per_epoch < 1:
+        raise WSSSError(f"train_aff.epochs={sec['epochs']} with {num_images} images and a global batch of {batch} "
+                        "gives no full batch: lower batch_size or set train_aff.iters (and epochs=None)")
+    return per_epoch * epochs
 
 
 def split_of(cfg: Config, sec: dict[str, Any]) -> str:
@@ -109,7 +138,8 @@ def _crf_params(sec: dict[str, Any]) -> Any:
         return None
     from wsss.refine.crf import CRFParams, require_pydensecrf
     require_pydensecrf()
-    return CRFParams.from_config(sec.get("crf") or {})
+    # IRN refines its two seed decisions from the hard labels (unary_from_labels, gt_prob 0.7)
+    return CRFParams.from_config(sec.get("crf") or {}, default_unary="labels")
 
 
 def make_seeds(ds: SegDataset, cam_dir: Path, seed_dir: Path, sec: dict[str, Any]) -> int:
@@ -126,23 +156,38 @@ def make_seeds(ds: SegDataset, cam_dir: Path, seed_dir: Path, sec: dict[str, Any
     return len(todo)
 
 
-def seed_quality(ds: SegDataset, seed_dir: Path) -> dict[str, Any]:
-    """Shares of foreground / background / labelled seed pixels and, with ground truth, each kind's accuracy."""
+def seed_quality(ds: SegDataset, seed_dir: Path, distributed: bool = False) -> dict[str, Any]:
+    """Shares of foreground / background / labelled seed pixels and, with ground truth, each kind's accuracy.
+
+    ``distributed``: call on every rank; each counts its shard of the images and the counts are summed."""
     total = 0
     share = {"fg": 0, "bg": 0}
     correct = {"fg": 0, "bg": 0}
     scored = {"fg": 0, "bg": 0}
-    for image_id in ds.ids:
-        seeds = load_mask(seed_dir / f"{image_id}.png", ds.num_classes)
-        total += seeds.size
-        kinds = {"bg": seeds == 0, "fg": (seeds != 0) & (seeds != IGNORE_INDEX)}
-        gt = ds.mask(image_id) if ds.has_masks else None
-        for kind, sel in kinds.items():
-            share[kind] += int(sel.sum())
-            if gt is not None:
-                sel = sel & (gt != IGNORE_INDEX)
-                scored[kind] += int(sel.sum())
-                correct[kind] += int((seeds[sel] == gt[sel]).sum())
+    error = None
+    try:
+        for image_id in dist.shard(ds.ids) if distributed else ds.ids:
+            seeds = load_mask(seed_dir / f"{image_id}.png", ds.num_classes)
+            total += seeds.size
+            kinds = {"bg": seeds == 0, "fg": (seeds != 0) & (seeds != IGNORE_INDEX)}
+            gt = ds.mask(image_id) if ds.has_masks else None
+            for kind, sel in kinds.items():
+                share[kind] += int(sel.sum())
+                if gt is not None:
+                    sel = sel & (gt != IGNORE_INDEX)
+                    scored[kind] += int(sel.sum())
+                    correct[kind] += int((seeds[sel] == gt[sel]).sum())
+    except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
+        error = e
+    if distributed:
+        dist.raise_first_error(error)
+        counts = dist.all_reduce_sum(torch.tensor([total] + [d[k] for d in (share, correct, scored)
+                                                             for k in ("fg", "bg")], dtype=torch.int64)).tolist()
+        total = counts[0]
+        for n, d in enumerate((share, correct, scored)):
+            d["fg"], d["bg"] = counts[1 + 2 * n], counts[2 + 2 * n]
+    elif error is not None:
+        raise error
     out: dict[str, Any] = {"seed_coverage": round((share["fg"] + share["bg"]) / max(1, total), 6)}
     for kind in ("fg", "bg"):
         out[f"seed_{kind}_share"] = round(share[kind] / max(1, total), 6)
@@ -188,25 +233,33 @@ def build_optimizer(model: AffinityNet, sec: dict[str, Any]) -> torch.optim.Opti
     raise WSSSError(f"train_aff.optimizer must be 'sgd' or 'adamw', got '{sec['optimizer']}'")
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
-    """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
+def validate(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked ``train_aff`` and ``aff_model`` sections (before any stage of a pipeline runs)."""
     sec, mcfg = section(cfg), model_config(cfg)
-    name, src = stage_name(cfg), inputs(cfg)[0]
     crop, top = int(sec["crop_size"]), int(mcfg["max_stride"])
     if crop % top:
         raise WSSSError(f"train_aff.crop_size ({crop}) must be a multiple of aff_model.max_stride ({top})")
     if int(sec["batch_size"]) < 2 and dist.world_size() == 1 and not sec["freeze_backbone"]:
         raise WSSSError("train_aff.batch_size must be >= 2 (BatchNorm in the backbone)")
+    return sec, mcfg
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
+    """Make the seeds, then train (or resume) the affinity network; returns the stage manifest."""
+    sec, mcfg = validate(cfg)
+    name, src = stage_name(cfg), inputs(cfg)[0]
     ds = build_dataset(cfg.data, split_of(cfg, sec))
-    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, [src], force=force, datasets=[ds], schemas=SCHEMAS)
     if done:
         return sd.manifest
+    check_resumable(sd.path / "last.pth", resume)
     with log_to(sd.path / "train.log"):
         seed_dir = sd.path / "seeds"
         made = make_seeds(ds, Path(cfg.work_dir) / src / "cams", seed_dir, sec)
         dist.barrier()
-        quality = seed_quality(ds, seed_dir) if dist.is_main() else {}
-        if quality:
+        quality = seed_quality(ds, seed_dir, distributed=True)
+        if dist.is_main():
             log.info("%s: %d seed maps made (%d already there); %s", name, made, len(ds) - made,
                      ", ".join(f"{k} {v}" for k, v in quality.items() if v is not None))
             warn_if_degenerate(name, quality, sec)
@@ -219,7 +272,7 @@ def _train(cfg: Config, sec: dict[str, Any], mcfg: dict[str, Any], name: str, ds
     device = dist.resolve_device(cfg.get("device", "auto"))
     seed = int(cfg.seed)
     seed_everything(seed)
-    iters, bs = int(sec["iters"]), int(sec["batch_size"])
+    iters, bs = resolve_iters(sec, len(ds), dist.world_size()), int(sec["batch_size"])
     use_amp = bool(sec["amp"]) and device.type == "cuda"
     model = build_affinity_net(**mcfg).to(device)
     if sec["freeze_backbone"]:
@@ -233,12 +286,10 @@ def _train(cfg: Config, sec: dict[str, Any], mcfg: dict[str, Any], name: str, ds
 
     last, final = sd.path / "last.pth", sd.path / "final.pth"
     start, curve = 0, []
-    if resume and last.is_file():
+    if resume and last.is_file():  # without --resume, check_resumable refused an existing last.pth
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         curve = list(state.get("extra", {}).get("loss_curve", []))
-    elif last.is_file():
-        log.warning("%s exists but --resume was not given: training from scratch", last)
 
     net: torch.nn.Module = model
     net = dist.wrap_ddp(net, device, sync_bn=True)

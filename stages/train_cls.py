@@ -2,12 +2,17 @@
 
 Reads the ``data``, ``cls_model`` and ``train_cls`` config sections. Writes ``<work_dir>/train_cls/``:
 ``last.pth`` (model, optimizer, scheduler, AMP scaler, iteration, RNG states; every ``ckpt_interval``
-iterations and at the end), ``final.pth`` (model weights only), ``metrics.json`` (val mAP) and ``log.txt``.
+iterations and at the end), ``final.pth`` (model weights only), ``metrics.json`` (val mAP) and ``train.log``
+(the log, as every training stage names it).
 
 ``--resume`` continues from ``last.pth`` and, on CPU, reaches bit-for-bit the weights of an uninterrupted run:
 batches come from a sampler whose order depends only on (seed, epoch), each sample's augmentation only on
 (seed, epoch, index), and the DataLoader has its own generator so creating it does not move the global RNG.
 Under ``torchrun`` the model is wrapped in DDP and each rank takes its share of every global batch.
+
+Augmentation: ``train_cls.augmentation='wsss'`` (default: rescale, crop, flip, jitter ``color_jitter``) or
+``'toco'`` (ToCo's three stacked views per image, for classifiers with ``accepts_views``; see
+docs/stage_toco.md), with ``augmentation_options`` overriding the ToCo preset's values.
 
 The stage only uses the classifier interface of :mod:`wsss.models.registry`
 (``losses``, ``forward``, ``param_groups``), so any registered classifier trains here unchanged.
@@ -20,7 +25,6 @@ import math
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,19 +33,21 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from wsss import dist
-from wsss.artifacts import atomic_path, read_manifest, write_json_atomic
+from wsss.artifacts import atomic_path, write_json_atomic
 from wsss.config import Config
 from wsss.data.build import build_dataset
 from wsss.data.torch_sets import ClassificationSet
-from wsss.data.transforms import classification_transform
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.data.transforms import CLS_AUGMENTATIONS, classification_train_transform, classification_transform
+from wsss.engine.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from wsss.engine.sampling import ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
-from wsss.engine.stage import close_stage, open_stage
+from wsss.engine.stage import close_stage, open_stage, stage_run
 from wsss.errors import WSSSError
 from wsss.eval.cam_eval import mean_average_precision
+from wsss.log import log_to
 from wsss.models.registry import build_classifier
+from wsss.schema import Rule, Schema
 
 STAGE = "train_cls"
 CONFIG_KEYS = ("data", "cls_model", "train_cls")
@@ -52,7 +58,8 @@ log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = dict(
     iters=2000, batch_size=16, lr=0.01, weight_decay=1e-4, momentum=0.9, optimizer="sgd", schedule="poly",
-    power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, ckpt_interval=500,
+    power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, augmentation="wsss",
+    augmentation_options=None, ckpt_interval=500,
     val_interval=0, val_batch_size=None, log_interval=50, num_workers=2, amp=True, grad_clip=None,
     find_unused_parameters=False)
 
@@ -62,13 +69,33 @@ def inputs(cfg: Config) -> list[str]:
     return []
 
 
+#: What the ``train_cls`` section accepts (wsss/schema.py); checkpoint / log intervals and workers change
+#: neither the weights nor the curve's values, so they are not part of the stage's identity.
+SCHEMA = Schema("train_cls", DEFAULTS, rules=dict(
+    iters=Rule(min=1), batch_size=Rule(min=1), lr=Rule(gt=0), weight_decay=Rule(min=0), momentum=Rule(min=0, max=1),
+    optimizer=Rule(choices=("sgd", "adamw")), schedule=Rule(choices=("poly", "cosine", "constant")),
+    warmup_iters=Rule(min=0), crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True),
+    color_jitter=Rule(min=0), augmentation=Rule(choices=tuple(CLS_AUGMENTATIONS)),
+    augmentation_options=Rule(kind="dict"), ckpt_interval=Rule(min=1), val_interval=Rule(min=0),
+    val_batch_size=Rule(kind="int", min=1), log_interval=Rule(min=1), num_workers=Rule(min=0),
+    grad_clip=Rule(kind="number", gt=0)),
+    runtime=("ckpt_interval", "log_interval", "num_workers"))
+SCHEMAS = (SCHEMA,)
+
+
 def settings(cfg: Config) -> dict[str, Any]:
-    """``train_cls`` section with defaults filled in (unknown keys are refused, typos must not pass)."""
-    section = dict(cfg.get("train_cls") or {})
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"train_cls: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **section}
+    """``train_cls`` section with defaults filled in (unknown keys and wrong values are refused, one line)."""
+    return SCHEMA.resolve(cfg.get("train_cls"))
+
+
+def train_transform(s: dict[str, Any]):
+    """The augmentation preset ``train_cls.augmentation`` ('wsss': one view; 'toco': ToCo's three stacked
+    views, see wsss.data.transforms.MultiViewTransform), with ``augmentation_options`` for the ToCo preset."""
+    try:
+        return classification_train_transform(int(s["crop_size"]), tuple(s["scale_range"]), s["augmentation"],
+                                              float(s["color_jitter"]), dict(s["augmentation_options"] or {}))
+    except ValueError as e:
+        raise WSSSError(f"train_cls.augmentation: {e}") from e
 
 
 class _EpochIndexed(Dataset):
@@ -155,41 +182,24 @@ def _val_split(cfg: Config):
     return ds if len(ds) else None
 
 
-def _file_logger(path: Path) -> logging.Handler | None:
-    if not dist.is_main():
-        return None
-    h = logging.FileHandler(path)
-    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(h)
-    return h
-
-
+@stage_run
 def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dict:
     """Train the classifier; returns the stage manifest."""
     s = settings(cfg)
-    last = Path(cfg.work_dir) / STAGE / "last.pth"
-    if last.is_file() and not (resume or force) and (read_manifest(last.parent) or {}).get("status") == "running":
-        it = torch.load(last, map_location="cpu", weights_only=False).get("iteration", 0)
-        raise WSSSError(f"{last}: an interrupted run stopped at iteration {it}; pass --resume to continue it "
-                        f"or --force to start over")
-    sd, done = open_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), force=force)
-    if done:
-        return sd.manifest
-    handler = _file_logger(sd.path / "log.txt")
-    try:
-        return _train(cfg, s, sd, resume)
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-
-
-def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
-    device = dist.resolve_device(cfg.get("device", "auto"))
-    seed_everything(int(cfg.seed))
     train_ds = build_dataset(cfg.data, cfg.data.train_split)
     if not len(train_ds):
         raise WSSSError(f"train split '{cfg.data.train_split}' is empty")
+    sd, done = open_stage(cfg, STAGE, CONFIG_KEYS, inputs(cfg), force=force, datasets=[train_ds], schemas=SCHEMAS)
+    if done:
+        return sd.manifest
+    check_resumable(sd.path / "last.pth", resume)
+    with log_to(sd.path / "train.log"):
+        return _train(cfg, s, sd, resume, train_ds)
+
+
+def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
+    device = dist.resolve_device(cfg.get("device", "auto"))
+    seed_everything(int(cfg.seed))
     model = build_classifier(cfg.cls_model, train_ds.num_classes - 1).to(device)
     iters = int(s["iters"])
     optimizer = build_optimizer(model, s)
@@ -202,8 +212,6 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
     start = 0
     history: list[dict[str, Any]] = []
     if last.is_file():
-        if not resume:
-            raise WSSSError(f"{last}: an interrupted run left this checkpoint; pass --resume or --force")
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         history = list((state.get("extra") or {}).get("history", []))
@@ -213,9 +221,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
     net: nn.Module = _LossModule(model)
     net = dist.wrap_ddp(net, device, find_unused_parameters=bool(s["find_unused_parameters"]))
 
-    data = _EpochIndexed(ClassificationSet(
-        train_ds, classification_transform(int(s["crop_size"]), train=True, scale_range=tuple(s["scale_range"]),
-                                           color_jitter=float(s["color_jitter"])), seed=int(cfg.seed)))
+    if s["augmentation"] == "toco" and not getattr(model, "accepts_views", False):
+        raise WSSSError(f"train_cls.augmentation='toco' makes several views per image; cls_model type "
+                        f"'{cfg.cls_model.get('type')}' takes one (use it with type='toco')")
+    data = _EpochIndexed(ClassificationSet(train_ds, train_transform(s), seed=int(cfg.seed)))
     sampler = ResumableBatchSampler(len(train_ds), int(s["batch_size"]), iters, seed=int(cfg.seed), start_iter=start)
     loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))

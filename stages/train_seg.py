@@ -40,17 +40,18 @@ from wsss.data.build import build_dataset
 from wsss.data.palette import IGNORE_INDEX, load_mask
 from wsss.data.torch_sets import SegmentationSet
 from wsss.data.transforms import segmentation_transform
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from wsss.log import log_to
 from wsss.engine.sampling import EpochIndexed, ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
-from wsss.engine.stage import close_stage, hashed_view, open_stage
-from wsss.errors import InputError, WSSSError
+from wsss.engine.stage import close_stage, open_stage, stage_run
+from wsss.errors import InputError, StageSkipped, WSSSError
 from wsss.eval.bound import curve_converged
 from wsss.eval.confusion import ConfusionMatrix
 from wsss.eval.seg_infer import image_to_tensor, predict_probs
 from wsss.models.seg import SEG_MODEL_DEFAULTS, build_segmentor
+from wsss.schema import Rule, Schema
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +65,25 @@ DEFAULTS: dict[str, Any] = dict(
     scale_range=(0.5, 2.0), color_jitter=0.3, ckpt_interval=1000, log_interval=50, num_workers=4, amp=True,
     eval_points=0,
 )
-#: Keys that never change the weights: left out of the stage's config hash (num_workers stays in it for the
-#: artifacts made before this list existed).
-UNHASHED_KEYS = ("eval_points",)
 #: The val-mIoU curve written with ``eval_points`` (eval_seg reads it to judge the fully supervised bound).
 CURVE_FILE = "curve.json"
 
 
+#: What the ``train_seg`` section accepts (wsss/schema.py); intervals, workers and the folder name are not
+#: part of the stage's identity.
+SCHEMA = Schema("train_seg", DEFAULTS, rules=dict(
+    name=Rule(kind="str"), masks=Rule(kind="str"), split=Rule(kind="str"), iters=Rule(min=1),
+    batch_size=Rule(min=1), lr=Rule(gt=0), head_lr_mult=Rule(gt=0), momentum=Rule(min=0, max=1),
+    weight_decay=Rule(min=0), lr_schedule=Rule(choices=("poly", "cosine", "constant")), warmup_iters=Rule(min=0),
+    crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True), color_jitter=Rule(min=0),
+    ckpt_interval=Rule(min=1), log_interval=Rule(min=1), num_workers=Rule(min=0), eval_points=Rule(min=0)),
+    runtime=("ckpt_interval", "log_interval", "num_workers", "name"), evaluation=("eval_points",))
+SCHEMAS = (SCHEMA,)
+
+
 def section(cfg: Config) -> dict[str, Any]:
-    """The ``train_seg`` section with defaults filled in (unknown keys are an error: typos must not pass)."""
-    sec = dict(to_plain(cfg.get("train_seg") or {}))
-    unknown = sorted(set(sec) - set(DEFAULTS))
-    if unknown:
-        raise WSSSError(f"unknown train_seg key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **sec}
+    """The ``train_seg`` section with defaults filled in (unknown keys and wrong values are a one-line error)."""
+    return SCHEMA.resolve(to_plain(cfg.get("train_seg") or {}))
 
 
 def stage_name(cfg: Config) -> str:
@@ -120,7 +126,8 @@ def mask_source(cfg: Config, ds: SegDataset) -> Any:
     masks = section(cfg)["masks"]
     if masks == "gt":
         if not ds.has_masks:
-            raise WSSSError(f"train_seg.masks='gt' but split '{ds.split}' of {ds.name} has no ground-truth masks")
+            raise StageSkipped(f"{stage_name(cfg)}: skipped, split '{ds.split}' of {ds.name} has no ground-truth "
+                               f"masks to train the fully supervised bound on")
         return ds.mask
     reader = _PseudoMasks(Path(cfg.work_dir) / str(masks) / "masks", ds.num_classes)
     missing = [i for i in ds.ids if not reader.path(i).is_file()]
@@ -189,21 +196,29 @@ def build_optimizer(model: torch.nn.Module, sec: dict[str, Any]) -> torch.optim.
     return torch.optim.SGD(groups, lr=lr, momentum=float(sec["momentum"]), weight_decay=float(sec["weight_decay"]))
 
 
-def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
-    """Train (or resume) the segmentation net; returns the stage manifest."""
+def validate(cfg: Config) -> dict[str, Any]:
+    """The checked ``train_seg`` section (before any stage of a pipeline runs; errors are one line)."""
     sec = section(cfg)
-    name = stage_name(cfg)
     sync_bn = dist.world_size() > 1 and dist.resolve_device(cfg.get("device", "auto")).type == "cuda"
     if int(sec["batch_size"]) < 2 and not sync_bn:
         raise WSSSError("train_seg.batch_size must be >= 2 per process (BatchNorm needs more than one image; "
                         "only multi-GPU runs, which use SyncBatchNorm, may use 1)")
+    return sec
+
+
+@stage_run
+def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
+    """Train (or resume) the segmentation net; returns the stage manifest."""
+    sec = validate(cfg)
+    name = stage_name(cfg)
     split = train_split(cfg)
     ds = build_dataset(cfg.data, split)
     masks = mask_source(cfg, ds)
-    sd, done = open_stage(hashed_view(cfg, CONFIG_KEYS, "train_seg", UNHASHED_KEYS) if cfg.get("train_seg")
-                          else cfg, name, CONFIG_KEYS, inputs(cfg), force=force)
+    sd, done = open_stage(cfg, name, CONFIG_KEYS, inputs(cfg), force=force, datasets=[ds],
+                          with_masks=sec["masks"] == "gt", schemas=SCHEMAS)
     if done:
         return sd.manifest
+    check_resumable(sd.path / "last.pth", resume)
     with log_to(sd.path / "train.log"):
         return _train(cfg, sec, name, ds, masks, sd, resume)
 
@@ -225,14 +240,12 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
     last, final = sd.path / "last.pth", sd.path / "final.pth"
     start, curve, window = 0, [], [0.0, 0]  # window: loss sum and count since the last log line
     val_points: list[dict] = []
-    if resume and last.is_file():
+    if resume and last.is_file():  # without --resume, check_resumable refused an existing last.pth
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         curve = list(state.get("extra", {}).get("loss_curve", []))
         window = list(state.get("extra", {}).get("loss_window", window))
         val_points = list(state.get("extra", {}).get("val_curve", []))
-    elif last.is_file():
-        log.warning("%s exists but --resume was not given: training from scratch", last)
 
     net: torch.nn.Module = model
     net = dist.wrap_ddp(net, device, sync_bn=True)

@@ -45,6 +45,8 @@ def test_stage_skips_when_complete_and_refuses_mismatch(tmp_path: Path) -> None:
     sd = StageDir(tmp_path, "make_cam", "hash-a", inputs={"train_cls": "fp1"})
     assert sd.begin() is False
     assert read_manifest(sd.path)["status"] == "running"
+    (sd.path / "cams").mkdir()
+    (sd.path / "cams" / "old.npz").write_bytes(b"x")
     sd.finish(items=3, metrics={"miou": 0.5})
     m = require_complete(tmp_path, "make_cam")
     assert m["items"] == 3 and m["metrics"]["miou"] == 0.5 and m["inputs"] == {"train_cls": "fp1"}
@@ -59,8 +61,6 @@ def test_stage_skips_when_complete_and_refuses_mismatch(tmp_path: Path) -> None:
     with pytest.raises(StageMismatchError, match="input 'train_cls' fp1 != fp2"):
         other_input.begin()
 
-    (sd.path / "cams").mkdir()
-    (sd.path / "cams" / "old.npz").write_bytes(b"x")
     assert other_cfg.begin(force=True) is False
     assert not (sd.path / "cams" / "old.npz").exists()
     assert read_manifest(sd.path)["config_hash"] == "hash-b"

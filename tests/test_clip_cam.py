@@ -282,7 +282,7 @@ def _run_stage(root: Path, work: Path, **extra) -> dict:
 
 
 def _cams(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {p.stem: load_cam(p) for p in sorted(folder.glob("*.npz"))}
+    return {p.stem: load_cam(p) for p in sorted(folder.glob("*.npz")) if not p.name.startswith(".")}
 
 
 def test_stage_writes_only_labelled_classes_and_resumes_after_kill(synthetic_root: Path, tmp_path: Path) -> None:
@@ -307,7 +307,7 @@ def test_stage_writes_only_labelled_classes_and_resumes_after_kill(synthetic_roo
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     cams_dir = work / "clip_cam" / "cams"
     deadline = time.time() + 90
-    while len(list(cams_dir.glob("*.npz"))) < 3:
+    while len([p for p in cams_dir.glob("*.npz") if not p.name.startswith(".")]) < 3:
         assert proc.poll() is None, f"stage ended before the kill: {proc.stderr.read().decode()[-2000:]}"
         assert time.time() < deadline, "stage never wrote 3 CAM files"
         time.sleep(0.01)

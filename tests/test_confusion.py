@@ -55,3 +55,26 @@ def test_bad_ground_truth_label_is_rejected() -> None:
     cm = ConfusionMatrix(2)
     with pytest.raises(ValueError, match="ground-truth label 5"):
         cm.update(np.array([0]), np.array([5]))
+
+
+def test_gt_class_mean_differs_from_gt_or_prediction_mean_when_an_absent_class_is_predicted() -> None:
+    """GT has classes 0, 1, 2; the prediction also paints class 3 (absent from GT); class 4 appears nowhere.
+    By hand: IoU0 = 3 / (4 + 4 - 3) = 3/5, IoU1 = 2/3, IoU2 = 2/3, IoU3 = 0 / (0 + 2 - 0) = 0, IoU4 undefined.
+    GT or prediction (wsss): (3/5 + 2/3 + 2/3 + 0) / 4; GT only (ToCo, CLIP-ES): (3/5 + 2/3 + 2/3) / 3."""
+    from wsss.eval.confusion import format_table
+
+    gt = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    pred = np.array([0, 0, 0, 3, 1, 1, 0, 2, 2, 3])
+    cm = ConfusionMatrix(5)
+    cm.update(pred, gt)
+    assert cm.miou() == pytest.approx((3 / 5 + 2 / 3 + 2 / 3 + 0) / 4, abs=1e-12)
+    assert cm.miou_gt_classes() == pytest.approx((3 / 5 + 2 / 3 + 2 / 3) / 3, abs=1e-12)
+    s = cm.summary()
+    assert s["miou"] == pytest.approx(0.483333, abs=1e-6) and s["miou_gt_classes"] == pytest.approx(0.644444, abs=1e-6)
+    table = format_table(s)
+    assert "48.33  (classes in GT or prediction)" in table and "mIoU GT classes   64.44" in table
+    # when no absent class is predicted the two agree, and the table has one mIoU line
+    same = ConfusionMatrix(5)
+    same.update(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 2]))
+    assert same.miou() == pytest.approx(same.miou_gt_classes(), abs=1e-12)
+    assert "GT classes" not in format_table(same.summary())

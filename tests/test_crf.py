@@ -160,3 +160,83 @@ def test_crf_stage_needs_one_background_mode(tmp_path):
     cfg.crf.bg_power = 2.0  # bg_threshold is also set
     with pytest.raises(WSSSError, match="exactly one of crf.bg_threshold and crf.bg_power"):
         crf.run(cfg)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The unary: IRN's hard-decision 'labels' vs 'softmax'.
+
+def test_labels_unary_matches_unary_from_labels_semantics_on_a_3x3_toy():
+    """3 labels on 3x3 pixels: the decided label (argmax) gets -log(0.7), every other one -log(0.3 / 2);
+    the softmax unary is -log p. Expected energies written out by hand, pixel by pixel."""
+    from wsss.refine.crf import crf_unary
+
+    # argmax per pixel (row-major): 0 1 2 / 2 1 0 / 1 1 0
+    winner = np.array([0, 1, 2, 2, 1, 0, 1, 1, 0])
+    probs = np.full((3, 9), 0.2, np.float32)
+    probs[winner, np.arange(9)] = 0.6
+    probs = probs.reshape(3, 3, 3)
+    got = crf_unary(probs, CRFParams(unary="labels", gt_prob=0.7))
+    on, off = -np.log(0.7), -np.log(0.15)  # 0.3567, 1.8971
+    expected = np.array([[on, off, off, off, off, on, off, off, on],
+                         [off, on, off, off, on, off, on, on, off],
+                         [off, off, on, on, off, off, off, off, off]], np.float32)
+    assert got.shape == (3, 9) and got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # gt_prob moves both energies; label 0 is a label like any other (zero_unsure=False)
+    got5 = crf_unary(probs, CRFParams(unary="labels", gt_prob=0.5))
+    np.testing.assert_allclose(got5[0, 0], -np.log(0.5), rtol=1e-6)
+    np.testing.assert_allclose(got5[1, 0], -np.log(0.25), rtol=1e-6)
+    soft = crf_unary(probs, CRFParams(unary="softmax"))
+    np.testing.assert_allclose(soft, -np.log(probs.reshape(3, 9)), rtol=1e-6)
+
+
+def test_unary_settings_are_validated():
+    with pytest.raises(WSSSError, match="unary must be one of"):
+        CRFParams.from_config(dict(unary="hard"))
+    with pytest.raises(WSSSError, match=r"gt_prob must be in \(0, 1\)"):
+        CRFParams.from_config(dict(unary="labels", gt_prob=1.0))
+    assert CRFParams.from_config({}).unary == "softmax"
+    assert CRFParams.from_config({}, default_unary="labels").unary == "labels"
+    assert CRFParams.from_config(dict(unary=None), default_unary="labels").unary == "labels"
+    assert CRFParams.from_config(dict(unary="softmax"), default_unary="labels").unary == "softmax"
+    assert PRESETS["irn"].unary == "labels"
+    assert (PRESETS["toco"].bilateral_sxy, PRESETS["toco"].bilateral_srgb, PRESETS["toco"].bilateral_compat) == (36, 3, 4)
+    assert (PRESETS["toco_seg"].gauss_sxy, PRESETS["toco_seg"].gauss_compat, PRESETS["toco_seg"].bilateral_sxy,
+            PRESETS["toco_seg"].bilateral_srgb) == (1, 1, 121, 5)
+
+
+def _thin_object_near_threshold():
+    """A 20x8 object on a 40x40 picture (30 grey levels brighter), whose CAM is 0.32: just above the 0.30
+    background. The softmax unary is then 0.52 vs 0.48 inside the object: too weak against the pairwise terms."""
+    rng = np.random.default_rng(0)
+    truth = np.zeros((40, 40), bool)
+    truth[10:30, 16:24] = True
+    image = np.clip(np.where(truth[..., None], 140, 110) + rng.normal(0, 3, (40, 40, 3)), 0, 255).astype(np.uint8)
+    cams = np.where(truth, 0.32, 0.02).astype(np.float32)[None]
+    return image, cams, truth
+
+
+def test_softmax_unary_erodes_foreground_near_the_threshold_and_labels_unary_keeps_it():
+    from wsss.refine.pseudo import PseudoParams, make_pseudo_mask
+
+    image, cams, truth = _thin_object_near_threshold()
+    keys = np.array([3])
+    kept = {}
+    for unary in ("softmax", "labels"):
+        single = PseudoParams(bg_threshold=0.3, conf_fg=None, conf_bg=None, crf=CRFParams(unary=unary))
+        mask = make_pseudo_mask(keys, cams, single, image)
+        kept[unary] = (int((mask == 3).sum()), int(((mask == 3) & truth).sum()))
+        assert np.array_equal(make_pseudo_mask(keys, cams, PseudoParams(bg_threshold=0.3, conf_fg=None,
+                                                                        conf_bg=None), None) == 3, truth)
+    assert truth.sum() == 160
+    assert kept["softmax"] == (0, 0)  # the whole object is eaten by the background
+    assert kept["labels"] == (160, 160)  # all of it kept, nothing added
+    # the IRN band: from_config picks 'labels' for conf_fg/conf_bg, and the fg decision keeps the object
+    band = PseudoParams.from_config(dict(conf_fg=0.3, conf_bg=0.05, use_crf=True, crf={}))
+    assert band.crf.unary == "labels"
+    mask = make_pseudo_mask(keys, cams, band, image)
+    assert int(((mask == 3) & truth).sum()) == 160 and int((mask == 0).sum()) == 1600 - 160
+    soft_band = PseudoParams.from_config(dict(conf_fg=0.3, conf_bg=0.05, use_crf=True, crf=dict(unary="softmax")))
+    assert int((make_pseudo_mask(keys, cams, soft_band, image) == 3).sum()) == 0
+    assert PseudoParams.from_config(dict(conf_fg=None, conf_bg=None, bg_threshold=0.3, use_crf=True)).crf.unary \
+        == "softmax"

@@ -137,6 +137,7 @@ def make_cam_workdir(root: Path, work: Path, ids: list[str], labels: dict, masks
 
 
 def write_config(path: Path, data_root: Path, work: Path, **pseudo) -> Path:
+    pseudo.setdefault("input", "make_cam")
     items = ", ".join(f"{k}={v!r}" for k, v in pseudo.items())
     path.write_text(
         f"_base_ = [{str(REPO / 'configs/_base_/default_runtime.py')!r}, {str(REPO / 'configs/_base_/pseudo.py')!r}]\n"
@@ -300,7 +301,17 @@ def test_visualize_masks_grid(tiny_data, tmp_path):
     assert args.func(args) == 0
     grid = np.array(Image.open(out).convert("RGB"))
     title_h, label_h, gap, cell = 22, 16, 4, 64
-    assert grid.shape == (title_h + 3 * (cell + label_h + gap), 4 * (cell + gap) - gap, 3)
+    body = title_h + 3 * (cell + label_h + gap)
+    assert grid.shape[0] > body and grid.shape[1:] == (4 * (cell + gap) - gap, 3)
+    # Below the panels: a colour legend with a swatch for every label shown in the masks.
+    legend = grid[body:].reshape(-1, 3)
+    shown = set()
+    for i in ds.ids[:3]:
+        pseudo = load_mask(work / "make_pseudo" / "masks" / f"{i}.png")
+        shown |= set(np.unique(ds.mask(i)).tolist()) | set(np.unique(pseudo).tolist())
+    from wsss.data.palette import voc_colormap
+    for label in shown:
+        assert (legend == voc_colormap()[label]).all(axis=1).any(), label
     # Panel (row 1, column 3) is the ground truth of the second image in VOC colours (64x64 -> no resize).
     y = title_h + 1 * (cell + label_h + gap)
     def panel(col: int) -> np.ndarray:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +96,13 @@ def test_pipeline_killed_mid_stage_resumes_to_the_same_result(
     assert json.loads((work / "train_seg" / "manifest.json").read_text())["status"] == "running"
     assert not (work / "eval_seg").exists()
 
+    # A plain re-run must not throw the checkpoint away (it used to log 'training from scratch').
+    before = ckpt.read_bytes()
+    plain = subprocess.run(_cmd(work, data), env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 2 and "an interrupted run stopped at iteration" in plain.stderr
+    assert "pass --resume to continue it" in plain.stderr and "Traceback" not in plain.stderr
+    assert ckpt.read_bytes() == before
+
     stdout = _run(work, data, "--resume")
     for s in ["train_cls", "make_cam", "propagate_par", "make_pseudo"]:
         assert "skipped" in next(l for l in stdout.splitlines() if l.startswith(s + " "))
@@ -103,3 +112,49 @@ def test_pipeline_killed_mid_stage_resumes_to_the_same_result(
     ref_preds, got_preds = _masks(ref_work / "eval_seg" / "preds"), _masks(work / "eval_seg" / "preds")
     assert ref_preds.keys() == got_preds.keys() and ref_preds
     assert all(np.array_equal(ref_preds[k], got_preds[k]) for k in ref_preds)
+
+
+def test_force_remakes_only_the_stages_that_changed(uninterrupted: tuple[Path, Path, str], tmp_path: Path) -> None:
+    ref_work, data, _ = uninterrupted
+    work = tmp_path / "work"
+    shutil.copytree(ref_work, work)
+    kept = {p: p.stat().st_mtime_ns for p in (work / "train_cls").rglob("*") if p.is_file()}
+    out = subprocess.run(_cmd(work, data, "cam.scales=[1.0]", "--until", "make_cam", "--force"),
+                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = {l.split()[0]: l for l in out.stdout.splitlines() if l.split() and l.split()[0] in STAGES}
+    assert "skipped" in lines["train_cls"] and "ran" in lines["make_cam"]
+    assert {p: p.stat().st_mtime_ns for p in (work / "train_cls").rglob("*") if p.is_file()} == kept
+    removal = next(l for l in out.stderr.splitlines() if "--force: removing" in l)
+    assert "make_cam" in removal and "cam.scales [1.0, 0.5] -> [1.0]" in removal
+    assert out.stdout.count("quality") == 1  # the summary table is printed once
+
+
+def test_ctrl_c_stops_the_pipeline_in_one_line(uninterrupted: tuple[Path, Path, str], tmp_path: Path) -> None:
+    _, data, _ = uninterrupted
+    work = tmp_path / "work"
+    proc = subprocess.Popen(_cmd(work, data), env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (work / "train_cls" / "last.pth").exists():
+        assert proc.poll() is None and time.time() < deadline, "pipeline never reached train_cls"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "interrupted; artifacts written so far are complete" in err
+    assert not (work / "train_cls" / ".lock").exists()
+
+
+def test_rerun_with_nothing_to_do_answers_without_the_stages(uninterrupted: tuple[Path, Path, str]) -> None:
+    work, data, _ = uninterrupted
+    fast = subprocess.run(_cmd(work, data), env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert fast.returncode == 0 and "nothing changed since the last complete run" in fast.stderr
+    assert "== stage" not in fast.stderr  # no stage module was run (nor torch imported)
+    assert all("skipped" in next(l for l in fast.stdout.splitlines() if l.startswith(s + " ")) for s in STAGES)
+    # A touched data file (same content): the full path checks the real identities, and they still match.
+    labels = data / "labels.json"
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 1_000_000_000))
+    full = subprocess.run(_cmd(work, data), env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0 and "nothing changed" not in full.stderr and "== stage 1/6" in full.stderr
+    assert all("skipped" in next(l for l in full.stdout.splitlines() if l.startswith(s + " ")) for s in STAGES)

@@ -21,8 +21,8 @@ from wsss.data.build import build_dataset
 from wsss.data.synthetic import generate_synthetic
 from wsss.models.affinity_net import build_affinity_net
 from wsss.ops import radius_offsets
-from wsss.refine.propagation import (background_channel, cams_to_grid, image_affinity, par_cams,
-                                     random_walk_cams)
+from wsss.refine.propagation import (background_channel, cams_to_grid, image_affinity, normalise_global,
+                                     normalise_per_class, par_cams, random_walk_cams)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -78,6 +78,36 @@ def test_random_walk_with_background_channel_gives_share_against_background():
     # left: fg 0.6, bg (1 - 0.6) = 0.4 stay constant -> share 0.6; right: fg 0, bg 1 -> 0
     torch.testing.assert_close(out[0, :, :4], torch.full((8, 4), 0.6), atol=1e-3, rtol=0)
     torch.testing.assert_close(out[0, :, 4:], torch.zeros(8, 4), atol=1e-4, rtol=0)
+
+
+def test_global_and_per_class_normalisation_on_a_two_class_toy():
+    """Two classes on two disconnected regions: class A (left) 0.8, class B (right) 0.16. Constants inside a
+    region are a fixed point of the walk, so the walked maps are the inputs, and the two normalisations are
+    checked by hand: global divides both by 0.8 (A 1.0, B 0.2); per class divides each by its own max (A 1, B 1).
+    At IRN's background threshold 0.25 class B is background after global and foreground after per_class."""
+    regions = two_regions()
+    offsets = radius_offsets(3)
+    aff = region_affinity(regions, offsets)
+    cams = torch.zeros(2, 8, 8)
+    cams[0, :, :4] = 0.8
+    cams[1, :, 4:] = 0.16
+    glob = random_walk_cams(cams, aff, offsets, stride=1, beta=1.0, t=40, normalise="global")
+    per = random_walk_cams(cams, aff, offsets, stride=1, beta=1.0, t=40, normalise="per_class")
+    want_glob = torch.zeros(2, 8, 8)
+    want_glob[0, :, :4], want_glob[1, :, 4:] = 1.0, 0.2
+    want_per = torch.zeros(2, 8, 8)
+    want_per[0, :, :4], want_per[1, :, 4:] = 1.0, 1.0
+    torch.testing.assert_close(glob, want_glob, atol=1e-5, rtol=0)
+    torch.testing.assert_close(per, want_per, atol=1e-5, rtol=0)
+    decide = lambda x: torch.cat([torch.full((1, 8, 8), 0.25), x]).argmax(0)  # 0 = background  # noqa: E731
+    assert (decide(glob)[:, 4:] == 0).all() and (decide(per)[:, 4:] == 2).all()
+    # the pure functions on a hand-made 2x1x2 map
+    x = torch.tensor([[[2.0, 1.0]], [[0.5, 0.0]]])
+    torch.testing.assert_close(normalise_global(x), torch.tensor([[[1.0, 0.5]], [[0.25, 0.0]]]))
+    torch.testing.assert_close(normalise_per_class(x), torch.tensor([[[1.0, 0.5]], [[1.0, 0.0]]]))
+    torch.testing.assert_close(normalise_global(torch.zeros(2, 1, 2)), torch.zeros(2, 1, 2))
+    with pytest.raises(ValueError, match="normalise must be one of"):
+        random_walk_cams(cams, aff, offsets, stride=1, normalise="peak")
 
 
 def test_background_channel_modes():

@@ -27,9 +27,12 @@ TINY = dict(pretrained=False, img_size=32, backbone_kwargs=dict(patch_size=8, em
 
 
 def build(num_fg: int = 3, **overrides):
-    """The model of the VOC ToCo config, shrunk to a tiny ViT through --cfg-options style overrides."""
-    cfg = load_config(ROOT / "configs/voc/toco_vit_base.py",
-                      cfg_options={f"cls_model.{k}": v for k, v in {**TINY, **overrides}.items()})
+    """The model of the VOC ToCo config, shrunk to a tiny ViT through --cfg-options style overrides
+    (segmentation branch off unless ``seg_head`` is given: it merges into the VOC config's branch)."""
+    options = {f"cls_model.{k}": v for k, v in {**TINY, **overrides}.items()}
+    cfg = load_config(ROOT / "configs/voc/toco_vit_base.py", cfg_options=options)
+    if "seg_head" not in overrides:
+        cfg.cls_model.seg_head = None
     torch.manual_seed(0)
     return build_classifier(cfg.cls_model, num_fg)
 
@@ -50,7 +53,9 @@ def toy_batch() -> tuple[torch.Tensor, torch.Tensor]:
 def test_config_builds_toco_with_paper_defaults():
     cfg = load_config(ROOT / "configs/voc/toco_vit_base.py")
     m = cfg.cls_model
-    assert m.type == "toco" and m.backbone == "vit_base_patch16_224" and m.aux_layer == -3
+    assert m.type == "toco" and m.backbone == "deit_base_patch16_224" and m.aux_layer == -3  # ToCo's default
+    assert m.pretrained is True and cfg.train_cls.augmentation == "toco"
+    assert (m.seg_head.start_iter, m.seg_head.weight, m.seg_head.reg_weight) == (2000, 0.1, 0.05)
     assert tuple(m.bg_thresholds) == (0.25, 0.7) and m.ptc_weight == 0.2 and m.ctc_weight == 0.5
     model = build()
     assert type(model).__name__ == "ToCoViT" and model.aux_index == 2  # -2 of 4 blocks

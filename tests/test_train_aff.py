@@ -134,6 +134,12 @@ def test_train_aff_resumes_bit_exact_after_kill(tiny_data, tmp_path):
     last = torch.load(killed / "train_aff" / "last.pth", map_location="cpu", weights_only=False)
     assert last["iteration"] == 2
 
+    # A plain re-run refuses and keeps the checkpoint (it used to train from scratch over it).
+    before = (killed / "train_aff" / "last.pth").read_bytes()
+    with pytest.raises(WSSSError, match="interrupted run stopped at iteration 2; pass --resume"):
+        train_aff.run(load_config(cfg_path))
+    assert (killed / "train_aff" / "last.pth").read_bytes() == before
+
     m = train_aff.run(load_config(cfg_path), resume=True)
     assert m["status"] == "complete" and m["metrics"]["iters"] == 4
     a, b = final_weights(clean), final_weights(killed)
@@ -153,3 +159,44 @@ def test_degenerate_seeds_are_warned_about(caplog):
     with caplog.at_level("WARNING", logger="stages.train_aff"):
         train_aff.warn_if_degenerate("t", {"seed_fg_share": 0.10, "seed_bg_share": 0.39}, sec)
     assert caplog.text == ""
+
+
+def test_epochs_convert_to_iterations_as_irn_counts_them():
+    from stages.train_aff import DEFAULTS, resolve_iters
+
+    irn = {**DEFAULTS, "epochs": 3, "batch_size": 32}
+    assert resolve_iters(irn, 10582) == 990          # VOC train_aug: (10582 // 32) * 3
+    assert resolve_iters(irn, 10582, world_size=2) == 495  # batch_size is per GPU: (10582 // 64) * 3
+    assert resolve_iters({**DEFAULTS, "iters": 7}, 10582) == 7  # epochs=None: iters
+    with pytest.raises(WSSSError, match="no full batch"):
+        resolve_iters(irn, 20)
+
+
+def test_frozen_backbone_trains_only_the_heads_with_irn_crf_seeds(tiny_data, tmp_path):
+    """freeze_backbone: every backbone tensor (weights and BatchNorm running statistics) leaves training exactly
+    as initialised, the new layers move; epochs=2 on 6 images at batch 2 is 6 iterations; CRF seeds use IRN's
+    'labels' unary by default."""
+    from stages import train_aff
+    from wsss.engine.seed import seed_everything
+    from wsss.refine.crf import CRFParams
+
+    work = tmp_path / "work"
+    cfg = load_config(write_config(tmp_path / "cfg.py", tiny_data, work, freeze_backbone=True, epochs=2,
+                                   use_crf=True, lr=0.1, head_lr_mult=1.0))
+    ds = build_dataset(cfg.data, "train")
+    make_cam_stage(work, ds)
+    m = train_aff.run(cfg)
+    assert m["metrics"]["iters"] == 6
+    seed_everything(int(cfg.seed))  # the initialisation _train starts from
+    init = train_aff.build_affinity_net(**train_aff.model_config(cfg)).state_dict()
+    final = final_weights(work)
+    backbone = [k for k in init if k.startswith("backbone.")]
+    heads = [k for k in init if not k.startswith("backbone.") and init[k].is_floating_point()]
+    assert backbone and heads
+    for k in backbone:
+        torch.testing.assert_close(final[k], init[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(final[k], init[k]) for k in heads)
+    for i in ds.ids:
+        keys, cams = load_cam(work / "make_cam" / "cams" / f"{i}.npz")
+        np.testing.assert_array_equal(load_mask(work / "train_aff" / "seeds" / f"{i}.png"),
+                                      seed_labels(keys, cams, 0.30, 0.05, ds.image(i), CRFParams(unary="labels")))

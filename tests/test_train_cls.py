@@ -77,7 +77,7 @@ def test_resume_after_sigkill_reaches_the_same_weights(data_root, tmp_path):
     resumed = _train(data_root, tmp_path / "resumed", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stderr and "at iteration 3" in resumed.stderr
-    assert "val mAP" in (tmp_path / "resumed" / "train_cls" / "log.txt").read_text()
+    assert "val mAP" in (tmp_path / "resumed" / "train_cls" / "train.log").read_text()
     a = torch.load(tmp_path / "full" / "train_cls" / "final.pth")
     b = torch.load(tmp_path / "resumed" / "train_cls" / "final.pth")
     assert a.keys() == b.keys()

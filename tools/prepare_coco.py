@@ -1,9 +1,9 @@
 """Convert COCO 2014 instance annotations into a VOC-layout semantic segmentation root.
 
     python tools/prepare_coco.py --instances annotations/instances_train2014.json \
-        --images train2014 --out data/coco_wsss --split train
+        --images train2014 --out data/coco2014_wsss --split train
     python tools/prepare_coco.py --instances annotations/instances_val2014.json \
-        --images val2014 --out data/coco_wsss --split val
+        --images val2014 --out data/coco2014_wsss --split val
 
 Writes ``SegmentationClass/<id>.png`` (VOC palette, 81 classes, crowd = 255, smaller instances painted over
 larger ones), ``JPEGImages/<id>.jpg`` (symlinks to the originals, copies where links fail),

@@ -24,6 +24,7 @@ from wsss.data.voc import (LABELS_FILE, derive_labels, find_split_file, load_voc
 from wsss.errors import InputError, WSSSError  # noqa: E402
 
 DEFAULT_SPLITS = ("train", "val", "train_aug")
+log = logging.getLogger("prepare_voc")
 
 
 def prepare_voc(root: Path, splits: list[str] | None) -> dict[str, dict]:
@@ -35,8 +36,11 @@ def prepare_voc(root: Path, splits: list[str] | None) -> dict[str, dict]:
             try:
                 find_split_file(root, s)
                 splits.append(s)
-            except InputError:
-                pass
+            except InputError as e:
+                if s == "train_aug":  # the split configs/_base_/datasets/voc12.py trains on: never skip it quietly
+                    log.warning("no train_aug: the VOC configs train on it (data.train_split='train_aug'); make it "
+                                "with tools/prepare_sbd.py --root %s --sbd SBD/dataset, or set "
+                                "data.train_split='train' (%s)", root, e)
         if not splits:
             raise InputError(root / "ImageSets/Segmentation", f"none of the splits {list(DEFAULT_SPLITS)} found")
     labels_path = root / LABELS_FILE

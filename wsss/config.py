@@ -23,7 +23,10 @@ def load_config(path: str | Path, cfg_options: dict[str, Any] | None = None,
     if not path.is_file():
         from wsss.errors import InputError
         raise InputError(path, "config file not found")
-    cfg = Config.fromfile(str(path))
+    try:
+        cfg = Config.fromfile(str(path))
+    except (SyntaxError, FileNotFoundError) as e:
+        raise config_file_error(path, e) from None
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
@@ -32,6 +35,59 @@ def load_config(path: str | Path, cfg_options: dict[str, Any] | None = None,
         cfg.work_dir = str(Path("work_dirs") / path.stem)
     cfg.setdefault("seed", 0)
     return cfg
+
+
+def _bases(path: Path, tree: Any) -> list[tuple[Path, int]]:
+    """The ``_base_`` files a parsed config names, resolved against its folder, with their line numbers."""
+    import ast
+
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            for name in [value] if isinstance(value, str) else list(value):
+                out.append(((path.parent / str(name)).resolve(), node.lineno))
+    return out
+
+
+def config_file_error(path: Path, exc: BaseException) -> Exception:
+    """A one-line error naming the config file and line behind mmengine's syntax error or missing file.
+
+    mmengine reports a syntax error in a ``_base_`` file as '<unknown>' line N and a missing base only by its
+    path; this walks the config and its bases to say which file (and which line of which file) is at fault.
+    """
+    import ast
+
+    from wsss.errors import ConfigError
+
+    seen: set[Path] = set()
+
+    def walk(p: Path) -> Exception | None:
+        if p in seen:
+            return None
+        seen.add(p)
+        try:
+            source = p.read_text()
+        except OSError as e:
+            return ConfigError(f"{p}: cannot read config ({e.strerror})")
+        try:
+            tree = ast.parse(source, filename=str(p))
+        except SyntaxError as e:
+            return ConfigError(f"{p}:{e.lineno}: syntax error in config: {e.msg}"
+                               + (f" ({e.text.strip()})" if e.text else ""))
+        for base, line in _bases(p, tree):
+            if not base.is_file():
+                return ConfigError(f"{p}:{line}: _base_ file {base} not found")
+            err = walk(base)
+            if err is not None:
+                return err
+        return None
+
+    found = walk(Path(path).resolve())
+    return found or ConfigError(f"{path}: cannot load config ({type(exc).__name__}: {exc})")
 
 
 def to_plain(value: Any) -> Any:

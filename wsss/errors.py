@@ -27,3 +27,16 @@ class InputError(WSSSError):
 
 class StageMismatchError(WSSSError):
     """A stage directory holds artifacts made with another config or other inputs."""
+
+
+class ConfigError(WSSSError):
+    """A config key has a value the stage cannot use, or a section/key is unknown (checked before any work)."""
+
+
+class StageLockedError(WSSSError):
+    """Another live process is running this stage into the same folder."""
+
+
+class StageSkipped(WSSSError):
+    """The stage cannot apply to this data (e.g. it needs ground-truth masks and there are none): the pipeline
+    goes on without it, a stage tool exits 0 after one line."""

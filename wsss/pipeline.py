@@ -21,7 +21,7 @@ from wsss import dist
 from wsss.artifacts import read_manifest
 from wsss.config import Config
 from wsss.errors import WSSSError
-from wsss.eval.bound import format_ratio
+from wsss.pipeline_state import StageResult, format_summary, quality_of  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,6 @@ class StageEntry:
         stage_cfg = copy.deepcopy(cfg)
         stage_cfg.merge_from_dict(self.overrides)
         return stage_cfg
-
-
-@dataclass
-class StageResult:
-    name: str
-    status: str  # ran / skipped / failed / not run
-    seconds: float = 0.0
-    quality: str = ""
 
 
 def parse_pipeline(cfg: Config) -> list[StageEntry]:
@@ -90,23 +82,6 @@ def select(entries: Sequence[StageEntry], start: str | None, until: str | None) 
     return list(entries[i:j])
 
 
-def quality_of(manifest: dict | None) -> str:
-    """A short quality figure from a stage manifest's metrics (mIoU where there is one)."""
-    metrics = (manifest or {}).get("metrics") or {}
-    parts = []
-    for key, label in (("miou", "mIoU"), ("miou_ms", "ms mIoU"), ("oracle_miou", "oracle"), ("map", "mAP")):
-        v = metrics.get(key)
-        if isinstance(v, (int, float)):
-            parts.append(f"{label} {100 * v:.1f}")
-    # eval_seg records a ratio only to a converged bound (wsss.eval.bound), else the text "bound not converged"
-    ratio = metrics.get("ratio_to_full")
-    if isinstance(ratio, (int, float)):
-        parts.append(format_ratio(float(ratio), " of full"))
-    elif isinstance(ratio, str):
-        parts.append(ratio)
-    return ", ".join(parts)
-
-
 def ensure_synthetic(data_cfg: Any, force: bool = False) -> bool:
     """Generate the synthetic dataset a config describes in ``data.generate`` unless it is already there.
 
@@ -138,41 +113,107 @@ def ensure_synthetic(data_cfg: Any, force: bool = False) -> bool:
     return True
 
 
+def known_sections() -> set[str] | None:
+    """Every top-level config section some stage module reads (its ``CONFIG_KEYS`` and schema sections); None
+    when a stage module cannot be imported here (an optional dependency is missing): its sections are unknown,
+    so no section can be called a typo."""
+    import pkgutil
+
+    import stages
+
+    out: set[str] = set()
+    for info in pkgutil.iter_modules(stages.__path__):
+        try:
+            module = importlib.import_module(f"stages.{info.name}")
+        except ImportError as e:
+            log.debug("stage module %s not importable (%s): top-level sections not checked", info.name, e)
+            return None
+        out.update(getattr(module, "CONFIG_KEYS", ()))
+        out.update(s.section for s in getattr(module, "SCHEMAS", ()))
+    return out
+
+
+def validate_stage(module: ModuleType, cfg: Config) -> None:
+    """Check a stage's config sections before any work: its ``validate(cfg)`` when it has one, else its
+    ``SCHEMAS``; then its input and folder names (which read the section too). Errors are one line."""
+    if hasattr(module, "validate"):
+        module.validate(cfg)
+    else:
+        for schema in getattr(module, "SCHEMAS", ()):
+            schema.resolve(cfg.get(schema.section))
+    if hasattr(module, "inputs"):
+        module.inputs(cfg)
+    if hasattr(module, "stage_name"):
+        module.stage_name(cfg)
+
+
+def validate_config(cfg: Config, modules: Sequence[tuple[ModuleType, Config]]) -> None:
+    """Refuse unknown top-level sections (with a did-you-mean), then validate each (module, its config)."""
+    from wsss.schema import check_top_level
+
+    known = known_sections()
+    if known is not None:
+        check_top_level(cfg, known)
+    for module, stage_cfg in modules:
+        validate_stage(module, stage_cfg)
+
+
 def run_pipeline(cfg: Config, start: str | None = None, until: str | None = None, resume: bool = False,
-                 force: bool = False) -> list[StageResult]:
+                 force: bool | str = False, redo: Sequence[str] = ()) -> list[StageResult]:
     """Run the selected stages in order. A failing stage stops the chain (later ones are 'not run').
 
+    Every selected stage's config is validated before the first one runs. ``force`` re-makes only the stages
+    whose identity changed (config values, inputs, data); ``redo`` names stages to re-make even when unchanged.
+    A stage that does not apply to the data (:class:`StageSkipped`, e.g. training on ground truth without
+    masks) is reported as 'n/a' with its reason, and so is every later stage that reads it.
     A synthetic dataset declared with ``data.generate`` is made first when it does not exist yet.
     """
-    entries = select(parse_pipeline(cfg), start, until)
+    from wsss.artifacts import release_locks
+    from wsss.errors import StageSkipped
+
+    all_entries = parse_pipeline(cfg)
+    entries = select(all_entries, start, until)
+    unknown = sorted(set(redo) - {e.name for e in all_entries})
+    if unknown:
+        raise WSSSError(f"--redo names stage(s) {unknown} that are not in this pipeline "
+                        f"({', '.join(e.name for e in all_entries)})")
+    loaded = [(entry, entry.load(), entry.config(cfg)) for entry in entries]
+    validate_config(cfg, [(m, c) for _, m, c in loaded])
     if dist.is_main():
-        ensure_synthetic(cfg.get("data"), force=force)
+        ensure_synthetic(cfg.get("data"), force=bool(force))
     dist.barrier()
     results: list[StageResult] = []
-    for k, entry in enumerate(entries):
-        module = entry.load()
-        stage_cfg = entry.config(cfg)
+    not_applicable: dict[str, str] = {}
+    for k, (entry, module, stage_cfg) in enumerate(loaded):
         before = read_manifest(f"{cfg.work_dir}/{entry.name}")
         t0 = time.time()
+        needs = [s for s in module.inputs(stage_cfg) if s in not_applicable] if hasattr(module, "inputs") else []
+        if needs:
+            reason = f"needs '{needs[0]}', which does not apply"
+            log.info("== stage %d/%d: %s: n/a (%s)", k + 1, len(entries), entry.name, reason)
+            not_applicable[entry.name] = reason
+            results.append(StageResult(entry.name, "n/a", 0.0, reason))
+            continue
         log.info("== stage %d/%d: %s", k + 1, len(entries), entry.name)
+        stage_force: bool | str = True if entry.name in redo else ("changed" if force else False)
         try:
-            manifest = module.run(stage_cfg, resume=resume, force=force)
+            manifest = module.run(stage_cfg, resume=resume, force=stage_force)
+        except StageSkipped as e:
+            log.warning("%s", e)
+            not_applicable[entry.name] = str(e).split(": ", 1)[-1]
+            results.append(StageResult(entry.name, "n/a", time.time() - t0, not_applicable[entry.name]))
+            continue
         except BaseException:
+            release_locks()
             results.append(StageResult(entry.name, "failed", time.time() - t0))
-            results.extend(StageResult(e.name, "not run") for e in entries[k + 1:])
+            results.extend(StageResult(e.name, "not run") for e, _, _ in loaded[k + 1:])
             log.error("stage %s failed\n%s", entry.name, format_summary(results))
             raise
         skipped = (before is not None and before.get("status") == "complete"
                    and (manifest or {}).get("finished") == before.get("finished"))
         results.append(StageResult(entry.name, "skipped" if skipped else "ran", time.time() - t0,
                                    quality_of(manifest)))
+    if dist.is_main() and not dist.is_distributed():
+        from wsss.pipeline_state import record
+        record(cfg, [e.name for e in entries], results)
     return results
-
-
-def format_summary(results: Sequence[StageResult]) -> str:
-    """A fixed-width table: stage, status, seconds, quality figure."""
-    lines = [f"{'stage':<18}{'status':<9}{'time':>9}  quality", "-" * 60]
-    for r in results:
-        t = f"{r.seconds:8.1f}s" if r.status in ("ran", "skipped", "failed") else f"{'-':>9}"
-        lines.append(f"{r.name:<18}{r.status:<9}{t}  {r.quality}")
-    return "\n".join(lines)

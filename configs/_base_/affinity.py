@@ -49,10 +49,13 @@ propagate = dict(
     t=256,                 # rw: number of walk steps (IRN: exp_times 8 -> 2 ** 8 = 256)
     scales=[1.0],          # rw: affinity averaged over these image scales ...
     flip=True,             # ... and their horizontal flips
-    bg='none',             # background channel in the walk: 'none' (IRN: fg only, per-class max normalised),
+    bg='none',             # background channel in the walk: 'none' (IRN: fg only, max normalised, see normalise),
                            # 'power' ((1 - max fg) ** bg_power, AffinityNet) or 'threshold' (max fg <= bg_threshold)
     bg_power=8,
     bg_threshold=0.05,
+                           # Also accepted: normalise (bg='none' only; default 'per_class' = each class by its own
+                           # max, 'global' = one max over all classes, IRN's rw / rw.max(); left out so existing
+                           # stage hashes stay valid). docs/stage_affinity.md has both measured.
     par=dict(dilations=[1, 2, 4, 8, 12, 24], num_iter=10, w1=0.3, w2=0.01, scale=1.0),  # scale<1: PAR on a
                            # downscaled copy (faster)
     eval_threshold=None,   # background threshold for the stage's own mIoU (None: 0.25 for bg='none', else 0.5)

@@ -10,6 +10,7 @@ _base_ = [
     '../_base_/schedules/cls_sgd_poly.py',
     '../_base_/affinity.py',
     '../_base_/pseudo.py',
+    '../_base_/crf.py',  # not in the chain; for tools/crf.py as docs/stage_crf_pseudo.md runs it
     '../_base_/models/seg_deeplabv3plus_lite0.py',
     '../_base_/schedules/seg_synthetic.py',
 ]

@@ -7,7 +7,7 @@
 # Co-occurrence bias 0.8, 1-3 objects per image, ImageNet-initialised EfficientNet-Lite0 everywhere (offline
 # weights). Settings come from the README demo (chosen on train images, docs/benchmarks.md); nothing here was
 # chosen on val, which only the segmentation rows and the bound's convergence curve are scored on.
-_base_ = ['./demo.py', '../_base_/crf.py']
+_base_ = ['./demo.py']  # demo.py brings _base_/crf.py
 work_dir = 'work_dirs/quality_synthetic/seed0'
 data = dict(root='data/synthetic_quality',
             generate=dict(num_train=160, num_val=80, seed=0, size=208, bias=0.8, min_objects=1, max_objects=3))

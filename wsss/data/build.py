@@ -3,7 +3,7 @@
 Config shapes (extra keys such as ``train_split`` or ``crop_size`` are ignored here)::
 
     dict(type='voc', root='data/VOCdevkit/VOC2012')             # classes.txt if present, else VOC names
-    dict(type='coco', root='data/coco_wsss')                     # root written by tools/prepare_coco.py
+    dict(type='coco', root='data/coco2014_wsss')                     # root written by tools/prepare_coco.py
     dict(type='synthetic', root='data/synthetic')                # root written by tools/make_synthetic.py
     dict(type='folder', image_dir=..., labels_csv=..., classes=[...] or 'classes.txt',
          mask_dir=None, split_files=dict(train=..., val=...))   # no split_files: every CSV row in every split

@@ -86,8 +86,100 @@ def segmentation_transform(crop_size: int, train: bool, scale_range: tuple[float
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """[H, W, 3] float numpy (already normalised) -> contiguous [3, H, W] float32 tensor (no rescaling)."""
+    """[H, W, 3] float numpy (already normalised) -> contiguous [3, H, W] float32 tensor (no rescaling);
+    stacked views [V, H, W, 3] -> [V, 3, H, W]."""
     image = np.asarray(image)
-    if image.ndim != 3:
-        raise ValueError(f"expected an [H, W, C] image, got shape {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+    if image.ndim not in (3, 4):
+        raise ValueError(f"expected an [H, W, C] image or [V, H, W, C] views, got shape {image.shape}")
+    order = (2, 0, 1) if image.ndim == 3 else (0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(order), dtype=np.float32))
+
+
+# --- classifier augmentation presets --------------------------------------------------------------------
+CLS_AUGMENTATIONS = ("wsss", "toco")
+TOCO_VIEW_DEFAULTS: dict = dict(
+    jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2, blur_sigma=(0.1, 2.0), blur_p=(1.0, 0.1, 0.5),
+    solarize_p=0.2, solarize_threshold=128, second_scale=(0.4, 1.0))
+
+
+def _toco_photometric(jitter: tuple[float, float, float, float], jitter_p: float, gray_p: float,
+                      blur_sigma: tuple[float, float], blur_p: float) -> list[A.BasicTransform]:
+    """ToCo's photometric chain (DINO's): colour jitter with probability, random grayscale, Gaussian blur."""
+    b, c, s, h = (float(v) for v in jitter)
+    return [A.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h, p=float(jitter_p)),
+            A.ToGray(num_output_channels=3, p=float(gray_p)),
+            A.GaussianBlur(blur_limit=0, sigma_limit=tuple(float(v) for v in blur_sigma), p=float(blur_p))]
+
+
+class MultiViewTransform:
+    """ToCo's views of one training image, stacked: ``t(image=uint8 [H, W, 3])['image']`` -> float32
+    ``[3, crop, crop, 3]`` (view, H, W, channel), each view normalised.
+
+    * view 0, the main input (ToCo's "global view 1"): random rescale, pad, random crop, h-flip (the wsss
+      geometry), then colour jitter, grayscale, blur;
+    * view 1, the second global view: ``RandomResizedCrop(crop, scale=second_scale)`` of the *original* image
+      (bicubic), h-flip, jitter, grayscale, blur, solarize;
+    * view 2, the source of CTC's local crops: the same geometric crop as view 0 with its own jitter,
+      grayscale and blur draws (ToCo flips it independently, which misaligns it with the CAM the crops are
+      placed by; here it keeps view 0's geometry).
+
+    ``blur_p`` is (view 0, view 1, view 2). Why a class and not one Compose: the views come from different
+    geometries of the same image. Each sub-pipeline gets its own generators derived from the ones
+    ``set_random_state`` receives, so a sample's views depend only on (seed, epoch, index).
+    """
+
+    def __init__(self, crop_size: int, scale_range: tuple[float, float] = (0.5, 1.5),
+                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
+                 **options) -> None:
+        unknown = sorted(set(options) - set(TOCO_VIEW_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown ToCo augmentation options {unknown}; known: {sorted(TOCO_VIEW_DEFAULTS)}")
+        o = {**TOCO_VIEW_DEFAULTS, **options}
+        lo, hi = (float(v) for v in o["second_scale"])
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"second_scale must satisfy 0 < lo <= hi <= 1, got {o['second_scale']}")
+        if len(o["blur_p"]) != 3:
+            raise ValueError(f"blur_p must give (main, second, local) probabilities, got {o['blur_p']}")
+        photo = lambda p: _toco_photometric(o["jitter"], o["jitter_p"], o["gray_p"], o["blur_sigma"], p)  # noqa: E731
+        norm = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
+        # albumentations' Solarize inverts values >= threshold_range * 255; ToCo's PIL solarize inverts >= 128
+        thr = (float(o["solarize_threshold"]) - 0.5) / 255.0
+        self.geometry = A.Compose(_scale_crop_flip(crop_size, scale_range, mean))
+        self.main = A.Compose(photo(o["blur_p"][0]) + [norm])
+        self.second = A.Compose([A.RandomResizedCrop(size=(crop_size, crop_size), scale=(lo, hi),
+                                                     interpolation=cv2.INTER_CUBIC),
+                                 A.HorizontalFlip(p=0.5)] + photo(o["blur_p"][1])
+                                + [A.Solarize(threshold_range=(thr, thr), p=float(o["solarize_p"])), norm])
+        self.local = A.Compose(photo(o["blur_p"][2]) + [norm])
+        self._parts = (self.geometry, self.main, self.second, self.local)
+
+    def set_random_state(self, rng: np.random.Generator, py_rng) -> None:
+        """Seed every sub-pipeline from one (numpy, python) generator pair, reproducibly."""
+        import random
+
+        for part in self._parts:
+            part.set_random_state(np.random.default_rng(int(rng.integers(2**63))),
+                                  random.Random(int(py_rng.getrandbits(64))))
+
+    def __call__(self, image: np.ndarray, **_) -> dict:
+        crop = self.geometry(image=image)["image"]
+        views = [self.main(image=crop)["image"], self.second(image=image)["image"], self.local(image=crop)["image"]]
+        return {"image": np.stack(views).astype(np.float32, copy=False)}
+
+
+def classification_train_transform(crop_size: int, scale_range: tuple[float, float] = (0.5, 1.5),
+                                   augmentation: str = "wsss", color_jitter: float = 0.3,
+                                   options: dict | None = None):
+    """The training pipeline of a classifier augmentation preset.
+
+    'wsss': :func:`classification_transform` (one view; jitter ``color_jitter``, hue <= 0.05; a ToCo model
+    makes its second global view by flipping). 'toco': :class:`MultiViewTransform` (three stacked views).
+    ``options`` overrides the ToCo preset's values (keys of ``TOCO_VIEW_DEFAULTS``).
+    """
+    if augmentation == "wsss":
+        if options:
+            raise ValueError("augmentation options apply to the 'toco' preset only")
+        return classification_transform(crop_size, train=True, scale_range=scale_range, color_jitter=color_jitter)
+    if augmentation == "toco":
+        return MultiViewTransform(crop_size, scale_range, **dict(options or {}))
+    raise ValueError(f"augmentation must be one of {CLS_AUGMENTATIONS}, got '{augmentation}'")

@@ -51,7 +51,11 @@ def find_split_file(root: str | Path, split: str) -> Path:
     for p in candidates:
         if p.is_file():
             return p
-    raise InputError(candidates[0], f"split file for split '{split}' not found (also looked in {candidates[1].parent})")
+    hint = ""
+    if "aug" in split.lower():
+        hint = f"; make it from SBD with tools/prepare_sbd.py --root {root} --sbd SBD/dataset"
+    raise InputError(candidates[0], f"split file for split '{split}' not found (also looked in "
+                                    f"{candidates[1].parent}){hint}")
 
 
 def read_split_file(path: str | Path) -> list[str]:
@@ -136,16 +140,23 @@ def _resolve_masks(root: Path, split: str, split_file: Path, ids: Sequence[str])
     mask_dir = split_mask_dir(root, split)
     if not mask_dir.is_dir():
         if mask_dir.name == AUG_MASK_DIR:
-            raise InputError(mask_dir, f"split '{split}' needs the SBD masks folder {AUG_MASK_DIR}, which is missing")
+            raise InputError(mask_dir, f"split '{split}' needs the SBD masks folder {AUG_MASK_DIR}, which is missing; "
+                                       f"make it with tools/prepare_sbd.py --root {root} --sbd SBD/dataset")
         return None
     missing = [i for i in ids if not (mask_dir / f"{i}.png").is_file()]
     if len(missing) == len(ids):
         log.info("split '%s' of %s has no masks in %s; evaluation on it is unavailable", split, root, mask_dir)
         return None
     if missing:
+        where = ""
+        if mask_dir.name == AUG_MASK_DIR:  # e.g. mmsegmentation's trainaug.txt: SBD masks only
+            in_voc = [i for i in missing if (root / MASK_DIR / f"{i}.png").is_file()]
+            where = (f"; {len(in_voc)} of them are VOC images whose masks are in {MASK_DIR} (mmsegmentation's "
+                     f"converter writes SBD masks only), {len(missing) - len(in_voc)} need SBD's cls/*.mat: "
+                     f"tools/prepare_sbd.py --root {root} [--sbd SBD/dataset] completes {AUG_MASK_DIR}")
         raise InputError(mask_dir / f"{missing[0]}.png",
                          f"mask for id '{missing[0]}' (listed in {split_file}) not found; {len(missing)} of "
-                         f"{len(ids)} ids of split '{split}' lack masks")
+                         f"{len(ids)} ids of split '{split}' lack masks (first: {', '.join(missing[:3])}){where}")
     return mask_dir
 
 

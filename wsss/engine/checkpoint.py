@@ -68,3 +68,21 @@ def load_weights(path: str | Path, model: torch.nn.Module, strict: bool = True) 
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     _unwrap(model).load_state_dict(state, strict=strict)
+
+
+def check_resumable(last: str | Path, resume: bool) -> None:
+    """Refuse to start a training stage from scratch over the checkpoint of an interrupted run.
+
+    Why: a plain re-run used to log "training from scratch" and overwrite ``last.pth`` with an earlier
+    iteration, throwing hours of training away. Continuing needs ``--resume``; starting over needs ``--force``
+    (which empties the stage folder before this is called, so no checkpoint is left to refuse).
+    """
+    last = Path(last)
+    if resume or not last.is_file():
+        return
+    try:
+        it = torch.load(last, map_location="cpu", weights_only=False).get("iteration", "?")
+    except Exception:
+        it = "?"
+    raise InputError(last, f"an interrupted run stopped at iteration {it}; pass --resume to continue it "
+                           f"or --force to start over")

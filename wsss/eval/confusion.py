@@ -2,6 +2,16 @@
 
 Accumulated with ``torch.bincount`` over all pixels of a split (never a mean of per-image IoUs, which is what
 the field reports); the matrix is a plain tensor so it can be summed across ranks with ``all_reduce``.
+
+Which classes the mean runs over is a convention, and two are in use:
+
+* ``miou`` (wsss's headline number): classes present in the ground truth OR the prediction. A class predicted
+  but absent from the ground truth has IoU 0 and pulls the mean down (false positives of an absent class count);
+* ``miou_gt_classes`` (ToCo's and CLIP-ES's ``scores``: ``valid = hist.sum(axis=1) > 0``): classes present in
+  the ground truth only; a hallucinated absent class costs nothing beyond the pixels it takes from others.
+
+On PASCAL VOC val every class occurs, so the two agree; on small or custom sets they can differ, and
+:func:`format_table` prints both whenever they do.
 """
 
 from __future__ import annotations
@@ -55,8 +65,9 @@ class ConfusionMatrix:
     def reduce(self) -> None:
         """Sum the matrix over all ranks of an initialised process group (no-op otherwise)."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from wsss import dist
             both = torch.cat([self.mat.reshape(-1), self.missed])
-            torch.distributed.all_reduce(both)
+            dist.all_reduce_sum(both)  # on the rank's GPU under NCCL
             n = self.num_classes
             self.mat = both[: n * n].reshape(n, n)
             self.missed = both[n * n:]
@@ -82,9 +93,14 @@ class ConfusionMatrix:
             return (tp / self._gt_totals().double()).numpy()
 
     def miou(self) -> float:
-        """Mean IoU over classes that occur in ground truth or prediction."""
+        """Mean IoU over classes that occur in ground truth or prediction (wsss's convention, see module doc)."""
         v = self.iou()
         return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+    def miou_gt_classes(self) -> float:
+        """Mean IoU over classes that occur in the ground truth only (ToCo's / CLIP-ES's convention)."""
+        present = (self._gt_totals() > 0).numpy()
+        return float(self.iou()[present].mean()) if present.any() else float("nan")
 
     def pixel_accuracy(self) -> float:
         total = int(self._gt_totals().sum())
@@ -100,6 +116,7 @@ class ConfusionMatrix:
 
         return {
             "miou": f(self.miou()),
+            "miou_gt_classes": f(self.miou_gt_classes()),
             "pixel_accuracy": f(self.pixel_accuracy()),
             "per_class": {names[i]: {"iou": f(iou[i]), "precision": f(prec[i]), "recall": f(rec[i]),
                                      "gt_pixels": int(self._gt_totals()[i])}
@@ -116,6 +133,10 @@ def format_table(summary: dict, title: str = "") -> str:
         lines.append(f"{name:<16}" + "".join(f"{c:>8}" for c in cells))
     m = summary.get("miou")
     lines.append(f"{'mIoU':<16}{'-' if m is None else f'{100 * m:7.2f}':>8}")
+    g = summary.get("miou_gt_classes")
+    if g is not None and m is not None and round(100 * g, 2) != round(100 * m, 2):
+        lines[-1] += "  (classes in GT or prediction)"
+        lines.append(f"{'mIoU GT classes':<16}{100 * g:7.2f}  (classes in GT only, as ToCo / CLIP-ES report)")
     return "\n".join(lines)
 
 

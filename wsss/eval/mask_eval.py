@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from wsss.data.palette import IGNORE_INDEX, load_mask
@@ -56,6 +57,18 @@ class MaskScorer:
         self.labelled += int(labelled.sum())
         self.images += 1
 
+    def reduce(self) -> None:
+        """Sum everything over all ranks (no-op in one process); integer counts, so exact."""
+        from wsss import dist
+        if not dist.is_distributed():
+            return
+        self.excluded.reduce()
+        self.as_wrong.reduce()
+        counts = torch.tensor([self.ignored, self.ignored_labelled, self.pixels, self.labelled, self.images],
+                              dtype=torch.int64)
+        dist.all_reduce_sum(counts)
+        self.ignored, self.ignored_labelled, self.pixels, self.labelled, self.images = (int(v) for v in counts)
+
     def summary(self, class_names: Sequence[str] | None = None) -> dict:
         """Scalars (``miou``, ``miou_ignore_as_wrong``, ``ignored_share``, ...) and both per-class tables."""
         ex = self.excluded.summary(class_names)
@@ -66,6 +79,7 @@ class MaskScorer:
 
         return {
             "miou": ex["miou"],
+            "miou_gt_classes": ex["miou_gt_classes"],  # ToCo / CLIP-ES convention (wsss.eval.confusion)
             "miou_ignore_as_wrong": wr["miou"],
             "pixel_accuracy": ex["pixel_accuracy"],
             "ignored_share": share(self.ignored, self.pixels),

@@ -12,7 +12,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from wsss.data.palette import colorize
+from wsss.data.palette import IGNORE_INDEX, colorize, voc_colormap
 
 _GREY = 200
 
@@ -79,3 +79,43 @@ def mask_grid(rows: Sequence[Sequence[np.ndarray | None]], titles: Sequence[str]
         if row_labels:
             cv2.putText(grid, str(row_labels[r])[:40], (4, y + cell + 12), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return grid
+
+
+def legend_entries(masks: Sequence[np.ndarray], class_names: Sequence[str]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(name, RGB colour) of every label present in ``masks`` ([H, W] uint8 each), in label order; 255 is
+    'ignore'. Labels past ``class_names`` are shown by number."""
+    present = sorted(set().union(*(np.unique(m).tolist() for m in masks))) if masks else []
+    cmap = voc_colormap()
+    out = []
+    for label in present:
+        name = "ignore" if label == IGNORE_INDEX else (class_names[label] if label < len(class_names) else str(label))
+        out.append((name, tuple(int(v) for v in cmap[label])))
+    return out
+
+
+def add_legend(grid: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int]]], swatch: int = 12) -> np.ndarray:
+    """The grid with a colour legend below it: a swatch and the class name per entry, wrapped to the grid's
+    width. grid: [H, W, 3] uint8 RGB; returns [H + legend height, W, 3] uint8 RGB."""
+    if not entries:
+        return grid
+    width = grid.shape[1]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    items = [(name, colour, swatch + 6 + cv2.getTextSize(name, font, 0.4, 1)[0][0] + 14) for name, colour in entries]
+    lines: list[list[tuple[str, tuple[int, int, int], int]]] = [[]]
+    used = 0
+    for item in items:
+        if lines[-1] and used + item[2] > width:
+            lines.append([])
+            used = 0
+        lines[-1].append(item)
+        used += item[2]
+    row_h = swatch + 8
+    legend = np.full((row_h * len(lines) + 4, width, 3), 255, np.uint8)
+    for r, line in enumerate(lines):
+        x, y = 4, 4 + r * row_h
+        for name, colour, w in line:
+            legend[y:y + swatch, x:x + swatch] = colour
+            cv2.rectangle(legend, (x, y), (x + swatch - 1, y + swatch - 1), (0, 0, 0), 1)
+            cv2.putText(legend, name, (x + swatch + 5, y + swatch - 2), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+            x += w
+    return np.concatenate([grid, legend], axis=0)

@@ -17,13 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from wsss.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from wsss.models.weights import load_backbone_weights, timm_name
+from wsss.models.weights import create_timm_model, load_backbone_weights, timm_name
 
 __all__ = ["AffinityNet", "build_affinity_net", "feature_affinity"]
 
@@ -60,7 +59,7 @@ class AffinityNet(nn.Module):
     def __init__(self, backbone: str = "resnet50", pretrained: bool = False, feature_stride: int = 4,
                  embed_dim: int = 128, proj_dim: int = 64, max_stride: int = 32) -> None:
         super().__init__()
-        self.backbone = timm.create_model(backbone, pretrained=pretrained, features_only=True)
+        self.backbone = create_timm_model(backbone, pretrained, section="aff_model", features_only=True)
         red = self.backbone.feature_info.reduction()
         chans = self.backbone.feature_info.channels()
         self.levels = [i for i, r in enumerate(red) if feature_stride <= r <= max_stride]

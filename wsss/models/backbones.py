@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from wsss.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsss.errors import WSSSError
-from wsss.models.weights import load_backbone_weights, timm_name
+from wsss.models.weights import create_timm_model, load_backbone_weights, timm_name
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Backbone(nn.Module):
 
 
 def create_backbone(arch: str, pretrained: bool | str = False, weights: str | Path | None = None,
-                    output_stride: int | None = None, drop_path_rate: float = 0.0,
+                    output_stride: int | None = None, drop_path_rate: float = 0.0, section: str = "cls_model",
                     **timm_kwargs) -> Backbone:
     """Build ``arch`` from timm without its head and load its weights.
 
@@ -110,6 +110,7 @@ def create_backbone(arch: str, pretrained: bool | str = False, weights: str | Pa
             (see :mod:`wsss.models.weights`); loaded after creation, so it overrides ``pretrained``.
         output_stride: CNNs only: 8 or 16 replace the last strides by dilation (denser CAMs, as IRN does).
         drop_path_rate: stochastic depth (ViTs, EfficientNets).
+        section: the config section named in a weights error (``cls_model``).
         timm_kwargs: passed to ``timm.create_model``.
     """
     import timm
@@ -135,9 +136,16 @@ def create_backbone(arch: str, pretrained: bool | str = False, weights: str | Pa
         if output_stride is not None:
             kwargs["output_stride"] = int(output_stride)
     try:
-        model = timm.create_model(name, pretrained=use_pretrained, **kwargs)
+        model = create_timm_model(name, pretrained=use_pretrained, section=section, **kwargs)
     except TypeError as e:
         raise WSSSError(f"backbone '{arch}' does not accept these options {sorted(kwargs)}: {e}") from e
+    except OSError as e:  # no network / not in the cache (huggingface_hub and urllib errors are OSErrors)
+        if not use_pretrained:
+            raise
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise WSSSError(f"backbone '{arch}': pretrained weights '{name}' could not be loaded ({type(e).__name__}: "
+                        f"{first}); offline, put them in the Hugging Face cache (HF_HOME) or pass a local .pth "
+                        f"as weights=...") from e
     if weights is not None:
         load_backbone_weights(model, name, weights)
     return Backbone(model, name)

@@ -111,6 +111,31 @@ def check_supported(model: nn.Module, model_name: str) -> None:
                         "use a plain CLIP ViT")
 
 
+def _cached_or_reachable(name: str, tag: str, tag_cfg: dict, cache_dir: str | None) -> str:
+    """The open_clip weights to load: the cached file of the tag when it is already downloaded (no network
+    request at all), else the tag itself after one quick check that the hub answers; on a machine without
+    internet a one-line error instead of a minute of retries."""
+    from wsss.models.weights import endpoint_unreachable
+
+    hub = str(tag_cfg.get("hf_hub") or "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for fname in names:
+            hit = try_to_load_from_cache(repo, fname, cache_dir=cache_dir)
+            if isinstance(hit, str) and Path(hit).is_file():
+                log.info("CLIP %s '%s' weights from the local cache (%s)", name, tag, hit)
+                return hit
+    why = endpoint_unreachable(None if hub else tag_cfg.get("url"))
+    if why is not None:
+        raise WSSSError(f"clip_cam: '{tag}' weights for {name} are not in the local cache and cannot be downloaded "
+                        f"({why}); download them where there is internet (the open_clip cache, or OpenAI's "
+                        f"ViT-B-16.pt) and set clip_cam.pretrained=/path/to/the/file (see docs/stage_clip_cam.md)")
+    return tag
+
+
 def load_clip(model_name: str = "ViT-B-16", pretrained: str | None = "openai",
               device: str | torch.device = "cpu", model_cfg: Mapping[str, Any] | None = None,
               quick_gelu: bool | None = None, cache_dir: str | None = None) -> LoadedClip:
@@ -147,9 +172,15 @@ def load_clip(model_name: str = "ViT-B-16", pretrained: str | None = "openai",
         # OpenAI's TorchScript release is the only TorchScript CLIP in the wild, and it uses QuickGELU.
         quick_gelu = bool(tag_cfg.get("quick_gelu", False)) if tag_cfg else jit_file
     kwargs = dict(model_cfg or {})
+    source = None if jit_file else (pretrained or None)
+    if tag_cfg is not None:
+        source = _cached_or_reachable(name, str(pretrained), tag_cfg, cache_dir)
+        if source != pretrained:  # the tag's cached file: keep the tag's normalisation
+            kwargs.setdefault("force_preprocess_cfg", {k: tag_cfg[k] for k in
+                                                      ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg})
     try:
         with _quiet_root_logger():
-            model = open_clip.create_model(name, pretrained=None if jit_file else (pretrained or None), device="cpu",
+            model = open_clip.create_model(name, pretrained=source, device="cpu",
                                            force_quick_gelu=bool(quick_gelu), cache_dir=cache_dir, **kwargs)
         if jit_file:
             _load_torchscript_weights(model, pretrained)

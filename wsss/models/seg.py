@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Sequence
 
-import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,7 +28,7 @@ from timm.models import get_arch_name, is_model_in_modules
 
 from wsss.errors import WSSSError
 from wsss.models.seg_heads import DeepLabV3PlusHead, MLPHead, default_aspp_rates
-from wsss.models.weights import load_backbone_weights, timm_name
+from wsss.models.weights import create_timm_model, load_backbone_weights, timm_name
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class CNNPyramid(nn.Module):
 
     def __init__(self, name: str, pretrained: bool, output_stride: int, **kwargs: Any) -> None:
         super().__init__()
-        self.body = timm.create_model(name, pretrained=pretrained, features_only=True,
+        self.body = create_timm_model(name, pretrained, section="seg_model", features_only=True,
                                       output_stride=output_stride, **kwargs)
         info = self.body.feature_info
         keep = [i for i, r in enumerate(info.reduction()) if r >= 4]
@@ -95,7 +94,7 @@ class ViTPyramid(nn.Module):
     def __init__(self, name: str, pretrained: bool, depths: Sequence[int] | None = None, **kwargs: Any) -> None:
         super().__init__()
         kwargs.setdefault("dynamic_img_size", True)
-        self.vit = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        self.vit = create_timm_model(name, pretrained, section="seg_model", num_classes=0, **kwargs)
         if not hasattr(self.vit, "forward_intermediates"):
             raise WSSSError(f"backbone '{name}' has no forward_intermediates; use a timm ViT or a CNN")
         n = len(self.vit.blocks)

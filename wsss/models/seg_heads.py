@@ -1,4 +1,4 @@
-"""Segmentation decoders that turn a feature pyramid into class logits: DeepLabV3+ and a SegFormer-style MLP head.
+"""Segmentation decoders that turn features into class logits: DeepLabV3+, a SegFormer-style MLP head, LargeFOV.
 
 Both heads take the list of backbone feature maps ``feats`` (finest first, strides e.g. 4/8/16/32) and return
 logits at the stride of the finest map they use (4 for both); :class:`wsss.models.seg.Segmentor` upsamples to
@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ASPP", "DeepLabV3PlusHead", "MLPHead", "default_aspp_rates"]
+__all__ = ["ASPP", "DeepLabV3PlusHead", "LargeFOVHead", "MLPHead", "default_aspp_rates"]
 
 
 def default_aspp_rates(output_stride: int) -> tuple[int, ...]:
@@ -111,3 +111,24 @@ class MLPHead(nn.Module):
         ups = [F.interpolate(p(f), size=size, mode="bilinear", align_corners=False) if f.shape[2:] != size
                else p(f) for p, f in zip(self.proj, feats)]
         return self.classifier(self.dropout(self.fuse(torch.cat(ups, dim=1))))
+
+
+class LargeFOVHead(nn.Module):
+    """DeepLab-LargeFOV decoder (ToCo's segmentation branch): two dilated 3x3 convs with ReLU, then a 1x1
+    classifier; no biases, no normalisation, PyTorch's default initialisation (as ToCo).
+
+    x: [B, in_channels, h, w] -> logits [B, num_classes, h, w] (same resolution; the dilation, ToCo 5,
+    widens the field of view on the coarse ViT token grid instead of downsampling).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 512, dilation: int = 5) -> None:
+        super().__init__()
+        d = int(dilation)
+        self.conv6 = nn.Conv2d(in_channels, channels, 3, padding=d, dilation=d, bias=False)
+        self.conv7 = nn.Conv2d(channels, channels, 3, padding=d, dilation=d, bias=False)
+        self.conv8 = nn.Conv2d(channels, num_classes, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv6(x))
+        x = torch.relu(self.conv7(x))
+        return self.conv8(x)

@@ -11,8 +11,14 @@ the *final* CAM (the seed) and the *auxiliary* CAM. Training adds to the two cla
   projected class tokens are contrasted with the global views' class tokens projected by a momentum
   (EMA) copy of the projection head, background-dominated crops acting as negatives.
 
+With ``seg_head=dict(...)`` the model is ToCo's single-stage network: a LargeFOV decoder on the final patch
+tokens learns, from ``seg_head.start_iter`` on, the PAR-refined two-threshold pseudo labels of the final CAM
+(balanced cross-entropy + a dense-CRF energy regulariser, wsss.refine.seg_losses); ``seg_logits`` gives its
+predictions, which stage ``seg_cam`` writes in the CAM format.
+
 Used by the classifier stage as ``cls_model = dict(type='toco', ...)`` (configs/_base_/models/toco_vit.py):
-``forward`` -> logits, ``losses`` -> dict of losses, ``cam`` -> [B, C-1, h, w], ``param_groups``.
+``forward`` -> logits, ``losses`` -> dict of losses, ``cam`` -> [B, C-1, h, w], ``param_groups``. ``losses``
+also takes ToCo's stacked views ``[B, 3, 3, H, W]`` (train_cls.augmentation='toco', ``accepts_views``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import torch.nn.functional as F
 from wsss.errors import WSSSError
 from wsss.models.backbones import create_backbone
 from wsss.models.registry import CLASSIFIERS
+from wsss.models.seg_heads import LargeFOVHead
+from wsss.refine.seg_losses import balanced_seg_loss, dense_energy_loss
 from wsss.refine.token_contrast import ctc_loss, ptc_loss, relation_from_labels
 from wsss.refine.toco_pseudo import (cams_to_labels, normalize_cams, par_refined_labels, pool_labels_to_grid,
                                      sample_local_crops, uncertainty_map)
@@ -38,6 +46,12 @@ __all__ = ["ToCoViT", "ProjectionHead"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PAR = dict(dilations=(1, 2, 4, 8, 12, 24), num_iter=10, w1=0.3, w2=0.01)
+# ToCo's segmentation branch (scripts/dist_train_voc_seg_neg.py): LargeFOV decoder, on after 2000 iterations,
+# w_seg 0.1, w_reg 0.05, DenseEnergyLoss(weight=1e-7, sigma_rgb=15, sigma_xy=100, scale_factor=0.5), lr 10x.
+SEG_HEAD_DEFAULTS: dict[str, Any] = dict(channels=512, dilation=5, start_iter=2000, weight=0.1, reg_weight=0.05,
+                                         reg=dict(weight=1e-7, sigma_rgb=15.0, sigma_xy=100.0, scale_factor=0.5),
+                                         lr_mult=10.0, use_par=True)
+_REG_KEYS = ("weight", "sigma_rgb", "sigma_xy", "scale_factor")
 
 
 class ProjectionHead(nn.Module):
@@ -80,6 +94,24 @@ def _resolve_par(par_cfg: Mapping[str, Any] | None) -> Callable[[torch.Tensor, t
     return functools.partial(par, **settings)
 
 
+def _seg_settings(seg_head: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``cls_model.seg_head`` with defaults filled in (None = no segmentation branch); typos are refused."""
+    if seg_head is None or seg_head is False:
+        return None
+    given = dict(seg_head)
+    unknown = sorted(set(given) - set(SEG_HEAD_DEFAULTS))
+    if unknown:
+        raise WSSSError(f"cls_model.seg_head: unknown keys {unknown}; known: {sorted(SEG_HEAD_DEFAULTS)}")
+    reg = dict(given.pop("reg", None) or {})
+    bad = sorted(set(reg) - set(_REG_KEYS))
+    if bad:
+        raise WSSSError(f"cls_model.seg_head.reg: unknown keys {bad}; known: {list(_REG_KEYS)}")
+    out = {**SEG_HEAD_DEFAULTS, **given, "reg": {**SEG_HEAD_DEFAULTS["reg"], **reg}}
+    if int(out["start_iter"]) < 0 or float(out["weight"]) < 0 or float(out["reg_weight"]) < 0:
+        raise WSSSError(f"cls_model.seg_head: start_iter, weight and reg_weight must be >= 0, got {given}")
+    return out
+
+
 @CLASSIFIERS.register_module(name="toco")
 class ToCoViT(nn.Module):
     """ViT classifier with final + auxiliary CAMs and the PTC / CTC token contrast losses.
@@ -112,7 +144,15 @@ class ToCoViT(nn.Module):
         temperature: CTC temperature on cosine similarities (ToCo: 0.5).
         drop_path_rate: stochastic depth of the ViT.
         head_lr_mult: learning-rate multiplier of the new heads over the backbone (ToCo: 10).
+        seg_head: None (off) or ToCo's segmentation branch, keys of ``SEG_HEAD_DEFAULTS``: ``channels`` /
+            ``dilation`` of the LargeFOV decoder, ``start_iter`` (ToCo 2000; before it the branch is not
+            computed), ``weight`` (w_seg 0.1) of the balanced CE, ``reg_weight`` (w_reg 0.05) of the dense
+            energy whose settings are ``reg`` (weight, sigma_rgb, sigma_xy, scale_factor), ``lr_mult`` (10),
+            ``use_par`` (PAR before the thresholds, ToCo: True; independent of ``use_par`` for PTC, which
+            ToCo's script does without PAR).
     """
+
+    accepts_views = True  # losses() takes the stacked views of train_cls.augmentation='toco'
 
     def __init__(self, num_classes: int, backbone: str = "vit_base_patch16_224", pretrained: bool | str = False,
                  weights: str | None = None, img_size: int = 448, backbone_kwargs: Mapping[str, Any] | None = None,
@@ -125,7 +165,8 @@ class ToCoViT(nn.Module):
                  num_global_views: int = 2, num_local_crops: int = 8, local_crop_size: int = 96,
                  negative_max_fraction: float = 0.2, proj_dim: int = 1024, proj_hidden_dim: int = 2048,
                  proj_bottleneck_dim: int = 256, momentum: float = 0.9, temperature: float = 0.5,
-                 drop_path_rate: float = 0.0, head_lr_mult: float = 10.0, ignore_index: int = 255) -> None:
+                 drop_path_rate: float = 0.0, head_lr_mult: float = 10.0, ignore_index: int = 255,
+                 seg_head: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if pooling not in ("gmp", "gap"):
             raise WSSSError(f"cls_model.pooling must be 'gmp' or 'gap', got '{pooling}'")
@@ -180,6 +221,11 @@ class ToCoViT(nn.Module):
         self.head_lr_mult = float(head_lr_mult)
         self.ignore_index = int(ignore_index)
         self._refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self.seg_cfg = _seg_settings(seg_head)
+        self.seg_head = None
+        if self.seg_cfg is not None:
+            self.seg_head = LargeFOVHead(dim, self.num_classes_fg + 1, int(self.seg_cfg["channels"]),
+                                         int(self.seg_cfg["dilation"]))
         log.debug("toco: %s, aux classifier on block %d of %d, PAR %s, %d local crops of %d px", backbone,
                   self.aux_index + 1, depth, "on" if self.use_par else "off", self.num_local_crops,
                   self.local_crop_size)
@@ -237,21 +283,33 @@ class ToCoViT(nn.Module):
         return 0.5 * (scale(final) + scale(aux))
 
     @torch.no_grad()
-    def pseudo_aux_cam(self, images: torch.Tensor) -> torch.Tensor:
-        """Auxiliary CAM for the pseudo relations: [B, C-1, H, W] in [0, 1] at input size, summed over
-        ``pseudo_scales`` (and flips), then min-max normalised per map. No gradient."""
+    def pseudo_cams(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(final CAM, auxiliary CAM) for the online pseudo labels: each [B, C-1, H, W] in [0, 1] at input
+        size, summed over ``pseudo_scales`` (max over each flip pair), then min-max normalised per map
+        (ToCo's multi_scale_cam2). No gradient."""
         b, _, h, w = images.shape
-        total = images.new_zeros((b, self.num_classes_fg, h, w))
+        totals = [images.new_zeros((b, self.num_classes_fg, h, w)) for _ in range(2)]
         for s in self.pseudo_scales:
             x = images if s == 1.0 else F.interpolate(images, size=(max(1, round(s * h)), max(1, round(s * w))),
                                                       mode="bilinear", align_corners=False)
             if self.pseudo_flip:
                 x = torch.cat([x, x.flip(-1)], dim=0)
-            aux = F.interpolate(self.cams(x)[1], size=(h, w), mode="bilinear", align_corners=False)
-            if self.pseudo_flip:
-                aux = torch.maximum(aux[:b], aux[b:].flip(-1))
-            total += aux
-        return normalize_cams(total)
+            for total, cam in zip(totals, self.cams(x)):
+                cam = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)
+                if self.pseudo_flip:
+                    cam = torch.maximum(cam[:b], cam[b:].flip(-1))
+                total += cam
+        return normalize_cams(totals[0]), normalize_cams(totals[1])
+
+    def pseudo_aux_cam(self, images: torch.Tensor) -> torch.Tensor:
+        """The auxiliary half of :meth:`pseudo_cams`: [B, C-1, H, W] in [0, 1]."""
+        return self.pseudo_cams(images)[1]
+
+    def seg_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Segmentation-branch logits [B, C, h, w] (channel 0 background) at patch resolution."""
+        if self.seg_head is None:
+            raise WSSSError("cls_model.seg_head is not set: this ToCo model has no segmentation branch")
+        return self.seg_head(self.encode(images)["patches"])
 
     # ------------------------------------------------------------------ training
     def _par(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -278,13 +336,18 @@ class ToCoViT(nn.Module):
             p_t.mul_(self.momentum).add_(p_s.detach(), alpha=1.0 - self.momentum)
 
     def _ctc(self, images: torch.Tensor, feats: dict[str, torch.Tensor], aux_cam: torch.Tensor,
-             labels: torch.Tensor) -> torch.Tensor:
+             labels: torch.Tensor, second: torch.Tensor | None = None,
+             local_source: torch.Tensor | None = None) -> torch.Tensor:
+        """CTC over the global views (the batch and ``second``, default its flip) and local crops cut from
+        ``local_source`` (default the batch; same geometry as the batch, so the aux CAM places them)."""
         b = images.shape[0]
         global_cls = [feats["cls"]]
         if self.num_global_views == 2:
-            global_cls.append(self.encoder.forward_features(self._vit_input(images.flip(-1)))[:, 0])
+            other = images.flip(-1) if second is None else second
+            global_cls.append(self.encoder.forward_features(self._vit_input(other))[:, 0])
         roi = uncertainty_map(aux_cam, labels, self.low, self.high)
-        crops, crop_pos = sample_local_crops(images, roi, self.num_local_crops, self.local_crop_size,
+        crops, crop_pos = sample_local_crops(images if local_source is None else local_source, roi,
+                                             self.num_local_crops, self.local_crop_size,
                                              negative_max_fraction=self.negative_max_fraction)
         local_cls = self.encoder.forward_features(self._vit_input(crops.flatten(0, 1)))[:, 0]
         local_cls = local_cls.reshape(b, self.num_local_crops, -1)
@@ -299,14 +362,24 @@ class ToCoViT(nn.Module):
     def losses(self, images: torch.Tensor, labels: torch.Tensor, iteration: int) -> dict[str, torch.Tensor]:
         """All ToCo losses of one batch.
 
-        images: [B, 3, H, W] normalised; labels: [B, C-1] multi-hot float; iteration: 0-based training step
-        (PTC / CTC switch on at ``ptc_start_iter`` / ``ctc_start_iter``).
-        Returns scalars 'loss' (weighted total), 'cls', 'cls_aux', 'ptc', 'ctc' (unweighted; 0 while off).
+        images: [B, 3, H, W] normalised, or ToCo's views [B, 3, 3, H, W] (main input, second global view,
+        local-crop source; wsss.data.transforms.MultiViewTransform); labels: [B, C-1] multi-hot float;
+        iteration: 0-based training step (PTC / CTC / the seg branch switch on at their start iterations).
+        Returns scalars 'loss' (weighted total), 'cls', 'cls_aux', 'ptc', 'ctc' and, with a seg head, 'seg'
+        and 'reg' (unweighted; 0 while off).
         """
+        second = local_source = None
+        if images.dim() == 5:
+            if images.shape[1] != 3:
+                raise WSSSError(f"toco: stacked views must be [B, 3, 3, H, W], got {tuple(images.shape)}")
+            images, second, local_source = images[:, 0], images[:, 1], images[:, 2]
         labels = labels.to(images.dtype)
         use_ptc = self.ptc_weight > 0 and iteration >= self.ptc_start_iter
         use_ctc = self.ctc_weight > 0 and iteration >= self.ctc_start_iter
-        aux_cam = self.pseudo_aux_cam(images) if (use_ptc or use_ctc) else None
+        use_seg = self.seg_head is not None and iteration >= int(self.seg_cfg["start_iter"])
+        final_cam = aux_cam = None
+        if use_ptc or use_ctc or use_seg:
+            final_cam, aux_cam = self.pseudo_cams(images)
 
         feats = self.encode(images)
         logits = self._logits(feats["patches"], self.classifier).float()  # float32 losses under autocast
@@ -321,14 +394,54 @@ class ToCoViT(nn.Module):
                 relation = relation_from_labels(self.token_labels(images, aux_cam, labels, grid),
                                                 self.ignore_index)
             ptc = ptc_loss(feats["patches"], relation)
-        ctc = self._ctc(images, feats, aux_cam, labels) if use_ctc else zero
+        ctc = self._ctc(images, feats, aux_cam, labels, second, local_source) if use_ctc else zero
         total = cls + self.cls_aux_weight * cls_aux + self.ptc_weight * ptc + self.ctc_weight * ctc
-        return dict(loss=total, cls=cls, cls_aux=cls_aux, ptc=ptc, ctc=ctc)
+        out = dict(loss=total, cls=cls, cls_aux=cls_aux, ptc=ptc, ctc=ctc)
+        if self.seg_head is not None:
+            seg = reg = zero
+            if use_seg:
+                seg, reg = self._seg_losses(images, feats["patches"], final_cam, labels)
+            out["loss"] = total + float(self.seg_cfg["weight"]) * seg + float(self.seg_cfg["reg_weight"]) * reg
+            out.update(seg=seg, reg=reg)
+        return out
+
+    def seg_pseudo_labels(self, images: torch.Tensor, final_cam: torch.Tensor,
+                          labels: torch.Tensor) -> torch.Tensor:
+        """The seg branch's targets [B, H, W] long: the normalised final CAM [B, C-1, H, W] split by
+        ``bg_thresholds`` after PAR (``seg_head.use_par``; ToCo's refine_cams_with_bkg_v2; 0 bg, ignore_index
+        in the band)."""
+        with torch.no_grad():
+            if self.seg_cfg["use_par"]:
+                return par_refined_labels(images, final_cam, labels, self.low, self.high, self._par(),
+                                          down_scale=self.par_down_scale, ignore_index=self.ignore_index)
+            return cams_to_labels(final_cam, labels, self.low, self.high, self.ignore_index)
+
+    def _seg_losses(self, images: torch.Tensor, patches: torch.Tensor, final_cam: torch.Tensor,
+                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(balanced CE, dense energy) of the decoder on the final tokens against the pseudo labels."""
+        target = self.seg_pseudo_labels(images, final_cam, labels)
+        logits = F.interpolate(self.seg_head(patches).float(), size=target.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        seg = balanced_seg_loss(logits, target, self.ignore_index)
+        reg_cfg = self.seg_cfg["reg"]
+        if float(self.seg_cfg["reg_weight"]) == 0.0:
+            return seg, seg.new_zeros(())
+        mean = images.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+        std = images.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        rgb = ((images.float() * std + mean) * 255.0).detach()
+        reg = dense_energy_loss(rgb, torch.softmax(logits, dim=1), target, sigma_rgb=float(reg_cfg["sigma_rgb"]),
+                                sigma_xy=float(reg_cfg["sigma_xy"]), scale_factor=float(reg_cfg["scale_factor"]),
+                                weight=float(reg_cfg["weight"]), ignore_index=self.ignore_index)
+        return seg, reg
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Backbone at ``lr``; the new heads (both classifiers, the projection head) at ``lr * head_lr_mult``
         (ToCo: 10x). The EMA teacher head has no gradient and is left out."""
         heads = [p for m in (self.classifier, self.aux_classifier, self.proj_head) for p in m.parameters()]
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
-        return [{"params": backbone, "lr": lr, "name": "backbone"},
-                {"params": heads, "lr": lr * self.head_lr_mult, "name": "heads"}]
+        groups = [{"params": backbone, "lr": lr, "name": "backbone"},
+                  {"params": heads, "lr": lr * self.head_lr_mult, "name": "heads"}]
+        if self.seg_head is not None:
+            groups.append({"params": list(self.seg_head.parameters()), "lr": lr * float(self.seg_cfg["lr_mult"]),
+                           "name": "seg_head"})
+        return groups

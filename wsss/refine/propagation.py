@@ -11,8 +11,12 @@ Everything here is a pure function of tensors (image in, CAMs in, CAMs out); the
 Background: the CAM format stores foreground classes only, so a propagated file must say "background" through
 its values. Three ways (``bg``):
 
-* ``'none'`` (IRN): only the foreground CAMs walk; each class is then divided by its maximum, so the file
-  holds scores in [0, 1] that downstream stages threshold like any CAM (IRN uses 0.25);
+* ``'none'`` (IRN): only the foreground CAMs walk; the walked maps are then rescaled to [0, 1] so the file
+  holds scores that downstream stages threshold like any CAM (IRN uses 0.25). How (``normalise``):
+  ``'global'`` divides all classes by ONE maximum over every class and pixel (IRN's ``rw / rw.max()``: a
+  class the walk leaves weak stays weak against the fixed threshold), ``'per_class'`` divides each class by
+  its own maximum (every class reaches 1 somewhere, so a weak second class is lifted to the strong one's
+  level; on 39 coco128 photos with ground-truth-derived CAMs, issue 14: 74.0 mIoU vs 73.1 for global);
 * ``'power'`` (AffinityNet): a background channel ``(1 - max_k cam_k) ** bg_power`` walks with the classes;
 * ``'threshold'``: the background channel is 1 where ``max_k cam_k <= bg_threshold`` (confident background),
   else 0.
@@ -32,9 +36,11 @@ import torch.nn.functional as F
 from wsss.models.affinity_net import AffinityNet, feature_affinity
 
 __all__ = ["BG_MODES", "pad_to_multiple", "cams_to_grid", "background_channel", "image_affinity",
-           "random_walk_cams", "par_cams", "normalise_per_class"]
+           "random_walk_cams", "par_cams", "normalise_per_class", "normalise_global", "NORMALISE_MODES"]
 
 BG_MODES = ("none", "power", "threshold")
+#: How foreground-only walked maps (``bg='none'``) are brought to [0, 1]; see the module doc.
+NORMALISE_MODES = ("global", "per_class")
 _EPS = 1e-5
 
 
@@ -92,16 +98,28 @@ def normalise_per_class(cams: torch.Tensor) -> torch.Tensor:
     return (cams / peak[:, None, None]).clamp(0.0, 1.0)
 
 
-def _finish(walked: torch.Tensor, has_bg: bool, size: tuple[int, int]) -> torch.Tensor:
-    """Upsampled walked scores -> the stored CAMs: per-class max normalised, or share against background.
+def normalise_global(cams: torch.Tensor) -> torch.Tensor:
+    """Divide every channel by the one maximum over all channels and pixels (IRN's ``rw / rw.max()``; all 0
+    stays 0). [K, H, W] -> [K, H, W] in [0, 1]; the ratios between classes are kept."""
+    if cams.shape[0] == 0:
+        return cams
+    return (cams / cams.max().clamp_min(_EPS)).clamp(0.0, 1.0)
+
+
+def _finish(walked: torch.Tensor, has_bg: bool, size: tuple[int, int], normalise: str = "per_class",
+            ) -> torch.Tensor:
+    """Upsampled walked scores -> the stored CAMs: max normalised (``normalise``: 'global' or 'per_class'),
+    or share against background.
 
     walked: [K (+1 background first), h', w'] at the image size or any size; returns [K, H, W] in [0, 1].
     """
+    if normalise not in NORMALISE_MODES:
+        raise ValueError(f"normalise must be one of {NORMALISE_MODES}, got '{normalise}'")
     if walked.shape[-2:] != tuple(size):
         walked = F.interpolate(walked[None], size=size, mode="bilinear", align_corners=False)[0]
     walked = walked.clamp_min(0.0)
     if not has_bg:
-        return normalise_per_class(walked)
+        return normalise_global(walked) if normalise == "global" else normalise_per_class(walked)
     bg, fg = walked[:1], walked[1:]
     return (fg / (fg + bg + _EPS)).clamp(0.0, 1.0)
 
@@ -141,14 +159,15 @@ def image_affinity(model: AffinityNet, image: torch.Tensor, offsets: Sequence[tu
 
 def random_walk_cams(cams: torch.Tensor, affinity: torch.Tensor, offsets: Sequence[tuple[int, int]] | torch.Tensor,
                      stride: int, beta: float = 10.0, t: int = 256, bg: str = "none", bg_power: float = 8.0,
-                     bg_threshold: float = 0.05) -> torch.Tensor:
+                     bg_threshold: float = 0.05, normalise: str = "per_class") -> torch.Tensor:
     """Random-walk propagation of one image's CAMs.
 
     cams: [K, H, W] float32 in [0, 1] at the image size; affinity: [E, h, w] on the grid of ``stride``
     (``h = ceil(H / stride)``), entry ``[e, y, x]`` = affinity of (y, x) and (y + dy_e, x + dx_e).
     Steps: background channel (see the module doc), average-pool to the grid, ``t`` steps of the walk with
-    transition ``affinity ** beta`` row-normalised (self-loop 1), bilinear upsampling to (H, W), then per-class
-    max normalisation (``bg='none'``) or the share against background. Returns [K, H, W] float32 in [0, 1].
+    transition ``affinity ** beta`` row-normalised (self-loop 1), bilinear upsampling to (H, W), then max
+    normalisation (``bg='none'``; ``normalise='global'``: one maximum over all classes as IRN, 'per_class': each
+    class by its own) or the share against background. Returns [K, H, W] float32 in [0, 1].
     """
     from wsss.ops import random_walk
 
@@ -164,17 +183,17 @@ def random_walk_cams(cams: torch.Tensor, affinity: torch.Tensor, offsets: Sequen
     walked = random_walk(grid[None], affinity[None].to(grid), offsets, beta=float(beta), t=int(t))[0]
     up = F.interpolate(walked[None], size=(grid.shape[-2] * stride, grid.shape[-1] * stride), mode="bilinear",
                        align_corners=False)[0][..., :size[0], :size[1]]
-    return _finish(up, bgc is not None, size)
+    return _finish(up, bgc is not None, size, normalise)
 
 
 def par_cams(image: np.ndarray | torch.Tensor, cams: torch.Tensor, dilations: Sequence[int] = (1, 2, 4, 8, 12, 24),
              num_iter: int = 10, w1: float = 0.3, w2: float = 0.01, scale: float = 1.0, bg: str = "none",
-             bg_power: float = 8.0, bg_threshold: float = 0.05) -> torch.Tensor:
+             bg_power: float = 8.0, bg_threshold: float = 0.05, normalise: str = "per_class") -> torch.Tensor:
     """PAR (pixel-adaptive refinement, AFA / ToCo) of one image's CAMs, from the image colours only.
 
     image: [H, W, 3] uint8 RGB (numpy) or [3, H, W] float tensor; cams: [K, H, W] float32 in [0, 1].
     ``scale`` < 1 runs PAR on a downscaled copy (ToCo uses 0.5) and upsamples the result. Background as in
-    :func:`random_walk_cams`. Returns [K, H, W] float32 in [0, 1].
+    :func:`random_walk_cams` (``normalise`` too). Returns [K, H, W] float32 in [0, 1].
     """
     from wsss.ops import par
 
@@ -193,4 +212,4 @@ def par_cams(image: np.ndarray | torch.Tensor, cams: torch.Tensor, dilations: Se
         img = F.interpolate(img[None], size=small, mode="bilinear", align_corners=False)[0]
         x = F.interpolate(x[None], size=small, mode="bilinear", align_corners=False)[0]
     refined = par(img[None], x[None], list(dilations), int(num_iter), float(w1), float(w2))[0]
-    return _finish(refined, bgc is not None, size)
+    return _finish(refined, bgc is not None, size, normalise)

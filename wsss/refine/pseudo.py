@@ -19,6 +19,9 @@ Two ways to decide the label of a pixel (:class:`PseudoParams`):
   they disagree (foreground only at the low threshold).
 
 Either decision can be refined by a dense CRF (:mod:`wsss.refine.crf`) on the probabilities it thresholds.
+With ``crf.unary='labels'`` the CRF starts from the hard decision (the argmax over the CAMs padded with the
+constant background score), as IRN's ``cam_to_ir_label`` does; that is the default for the ignore band
+(:meth:`PseudoParams.from_config`), ``'softmax'`` the default for a single decision.
 """
 
 from __future__ import annotations
@@ -166,7 +169,11 @@ class PseudoParams:
     def from_config(cls, section: Mapping[str, Any]) -> "PseudoParams":
         """Build from a ``pseudo = dict(...)`` section; inconsistent settings are a one-line error."""
         s = dict(section)
-        crf = CRFParams.from_config(s.get("crf")) if s.get("use_crf") else None
+        # IRN's path (the conf_fg / conf_bg ignore band) refines the hard decisions: 'labels' unary unless the
+        # section says otherwise; a single decision keeps the probabilities ('softmax', CLIP-ES / ToCo).
+        band = s.get("conf_fg") is not None or s.get("conf_bg") is not None
+        crf = (CRFParams.from_config(s.get("crf"), default_unary="labels" if band else "softmax")
+               if s.get("use_crf") else None)
 
         def num(key: str) -> float | None:
             return None if s.get(key) is None else float(s[key])

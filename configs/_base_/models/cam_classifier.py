@@ -17,6 +17,8 @@ cls_model = dict(
 )
 
 # CAM generation: multi-scale + flip, batched, fused at the original resolution, normalised per class.
+# Also accepted: name='make_cam_train' (the stage folder, default 'make_cam'), so CAMs of two splits sit side by
+# side (configs/voc/irn_r50.py: make_cam_train_aug and make_cam_train).
 cam = dict(
     split=None,            # None: data.cam_split
     scales=[1.0, 0.5, 1.5, 2.0],

@@ -34,4 +34,8 @@ cls_model = dict(
     momentum=0.9,  # EMA of the teacher projection head
     temperature=0.5,
     head_lr_mult=10.0,  # classifiers + projection head at 10x the backbone lr (ToCo)
+    # ToCo's single-stage segmentation branch: None = off, or dict(channels=512, dilation=5, start_iter=2000,
+    # weight=0.1, reg_weight=0.05, reg=dict(weight=1e-7, sigma_rgb=15, sigma_xy=100, scale_factor=0.5),
+    # lr_mult=10, use_par=True); its predictions: tools/seg_cam.py (docs/stage_toco.md)
+    seg_head=None,
 )
