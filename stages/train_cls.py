@@ -249,11 +249,12 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
     if not len(train_ds):
         raise WSSSError(f"train split '{cfg.data.train_split}' is empty")
     model = build_classifier(cfg.cls_model, train_ds.num_classes - 1).to(device)
-    if s["loss"] != "bce" or s["asl"] is not None:
+    iters = int(s["iters"])
+    if (s["loss"] != "bce" or s["asl"] is not None) and iters > 0:  # iters=0 only stores the model
         if not hasattr(model, "loss_fn"):
             raise WSSSError(f"train_cls.loss='{s['loss']}' needs cls_model.type='cam_classifier'")
         model.loss_fn = build_loss(str(s["loss"]), label_matrix(train_ds), s["pos_weight_max"], s["asl"])
-    views = int(s["cache_views"] or 0)
+    views = int(s["cache_views"] or 0) if iters > 0 else 0
     if views:
         if not getattr(model, "head_only", False):
             raise WSSSError("train_cls.cache_views needs a classifier that trains only its head "

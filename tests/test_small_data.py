@@ -197,3 +197,29 @@ def test_imagenet_head_init_reproduces_the_mapped_rows_logits():
     assert int(model(x).argmax()) == cat
     assert cams.shape == (1, 20, 14, 14) and float(cams[0, cat].max()) > 0
     assert float(cams[0, list(VOC_CLASSES[1:]).index("person")].abs().max()) == 0.0
+
+
+@needs_lite0
+def test_rows_head_trains_only_its_rows_and_max_routes_the_gradient():
+    from wsss.data.classes import VOC_CLASSES
+    from wsss.models.imagenet_head import read_imagenet_map
+
+    model = build_classifier(dict(type="imagenet_mapped", backbone="tf_efficientnet_lite0",
+                                  weights="efficientnet-lite0-package", output_stride=16, reduce="max"), 20)
+    mapping = read_imagenet_map(None, list(VOC_CLASSES))
+    assert model.rows_weight.shape == (sum(max(1, len(v)) for v in mapping.values()), 1280)
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    model.train()
+    assert not model.backbone.training
+    torch.manual_seed(0)
+    pooled = torch.rand(2, 1280)
+    labels = torch.zeros(2, 20)
+    labels[0, list(VOC_CLASSES[1:]).index("dog")] = 1
+    model.head_losses(pooled, labels)["loss"].backward()
+    dog = model.groups[list(VOC_CLASSES[1:]).index("dog")]
+    with torch.no_grad():
+        row_logits = pooled @ model.rows_weight[dog].t() + model.rows_bias[dog]  # [2, 118]
+    grad = model.rows_bias.grad[dog]
+    winners = set(row_logits.argmax(1).tolist())
+    # Only each sample's best dog row receives gradient from the dog logit.
+    assert {j for j in range(len(dog)) if grad[j] != 0} == winners

@@ -1,8 +1,9 @@
 """VOC classes from ImageNet-1k classes: the mapping file, head initialisation, and a zero-training classifier.
 
 Why: an ImageNet classifier already knows 'tabby' and 'sports car'; on a small dataset the CAM head can start
-from those rows instead of from noise (``cls_model.head_init='imagenet'``), and the mapped ImageNet head alone,
-without any training, is the baseline a trained head has to beat (``cls_model.type='imagenet_mapped'``).
+from those rows instead of from noise: ``cls_model.head_init='imagenet'`` (cam_classifier: each class's row is
+the mean of its mapped rows) or ``cls_model.type='imagenet_mapped'`` (the mapped rows themselves, max-pooled
+per class). The latter with no training at all is the baseline a trained head has to beat.
 
 The mapping file (default ``wsss/models/voc_imagenet_map.csv``, documented in its header) has one row per
 ImageNet class: ``voc_class,imagenet_index,imagenet_name``; lines starting with ``#`` are comments. A VOC class
@@ -22,6 +23,7 @@ import torch.nn as nn
 from wsss.cam.cam import cam_from_weights
 from wsss.errors import InputError, WSSSError
 from wsss.models.backbones import create_backbone
+from wsss.models.multilabel_loss import bce_loss
 from wsss.models.registry import CLASSIFIERS
 from wsss.models.weights import imagenet_classifier
 
@@ -96,63 +98,92 @@ def class_names_for(num_classes: int, class_names: Sequence[str] | None) -> list
 
 @CLASSIFIERS.register_module(name="imagenet_mapped")
 class ImageNetMappedClassifier(nn.Module):
-    """The pretrained ImageNet head read through the VOC mapping, with no training (a baseline row).
+    """A CAM head made of the pretrained ImageNet rows, grouped per VOC class, on a frozen backbone.
 
-    Class k's logit is ``reduce`` (max or mean) over its mapped ImageNet logits; its CAM the same reduction over
-    the mapped rows' CAMs ``relu(W_r . f)`` (bias excluded, as in every CAM). Unmapped classes: logit -inf
-    stand-in (-30) and CAM 0. Trains nothing (``param_groups`` is empty): use it with ``train_cls.iters=0``.
+    Class k's logit is ``reduce`` (max or mean) over its rows' logits ``W_r . mean(f) + b_r``; its CAM the same
+    reduction over the rows' CAMs ``relu(W_r . f)`` (bias excluded, as in every CAM). A class without ImageNet
+    counterpart ('person') gets one row of its own, initialised at zero (CAM 0 until trained).
+
+    Two uses: with ``train_cls.iters=0`` it is the zero-training baseline (the ImageNet head read through the
+    mapping); trained, it is the 'max-pooled CAM over the mapped rows' head init of issue 16: every row stays
+    trainable and with ``reduce='max'`` each sample's gradient goes to its best-matching row of each class.
+    The backbone is always frozen (eval mode), so ``train_cls.cache_views`` applies.
 
     Config: ``dict(type='imagenet_mapped', backbone='tf_efficientnet_lite0', weights='efficientnet-lite0-package',
-    output_stride=16, reduce='max', imagenet_map=None, class_names=None)``.
+    output_stride=16, reduce='max', imagenet_map=None, class_names=None, head_lr_mult=10.0)``.
     """
 
     def __init__(self, num_classes: int, backbone: str = "tf_efficientnet_lite0", pretrained: bool | str = False,
                  weights: str | Path | None = None, output_stride: int | None = None, reduce: str = "max",
                  imagenet_map: str | Path | None = None, class_names: Sequence[str] | None = None,
-                 **_ignored: Any) -> None:
+                 head_lr_mult: float = 10.0, **_ignored: Any) -> None:
         super().__init__()
         if reduce not in ("max", "mean"):
             raise WSSSError(f"cls_model.reduce must be 'max' or 'mean', got '{reduce}'")
         self.backbone = create_backbone(backbone, pretrained=pretrained, weights=weights, output_stride=output_stride)
+        self.backbone.requires_grad_(False)
         self.num_classes, self.reduce = int(num_classes), reduce
+        self.head_lr_mult = float(head_lr_mult)
         mapping = read_imagenet_map(imagenet_map, class_names_for(num_classes, class_names))
-        rows = sorted({r for v in mapping.values() for r in v})
-        pos = {r: j for j, r in enumerate(rows)}
-        # The mapped ImageNet rows as buffers (part of final.pth, so make_cam needs no weights spec).
         if weights is not None:
             w, b = imagenet_classifier(self.backbone.arch, weights)
         else:  # structure only (make_cam rebuilds the model, then loads final.pth)
             w, b = torch.zeros(NUM_IMAGENET, self.backbone.out_channels), torch.zeros(NUM_IMAGENET)
-        self.register_buffer("rows_weight", w[rows].clone() if rows else torch.zeros(0, w.shape[1]))
-        self.register_buffer("rows_bias", b[rows].clone() if rows else torch.zeros(0))
-        self.groups = [[pos[r] for r in mapping[k]] for k in range(self.num_classes)]
-        # A learnable no-op so optimisers can be built; never trained (iters=0), never used in the output.
-        self.unused = nn.Parameter(torch.zeros(1), requires_grad=False)
-
-    def _reduce(self, x: torch.Tensor, fill: float) -> torch.Tensor:
-        """x: [B, R, ...] per mapped row -> [B, K, ...] per class."""
-        out = []
-        for g in self.groups:
-            if not g:
-                out.append(x.new_full((x.shape[0], *x.shape[2:]), fill))
-            elif self.reduce == "max":
-                out.append(x[:, g].amax(dim=1))
+        rows_w, rows_b, self.groups = [], [], []
+        for k in range(self.num_classes):
+            rows = mapping[k]
+            start = sum(len(g) for g in self.groups)
+            if rows:
+                rows_w.append(w[rows])
+                rows_b.append(b[rows])
+                self.groups.append(list(range(start, start + len(rows))))
             else:
-                out.append(x[:, g].mean(dim=1))
-        return torch.stack(out, dim=1)
+                rows_w.append(torch.zeros(1, w.shape[1]))
+                rows_b.append(torch.zeros(1))
+                self.groups.append([start])
+        self.rows_weight = nn.Parameter(torch.cat(rows_w).float().clone())
+        self.rows_bias = nn.Parameter(torch.cat(rows_b).float().clone())
+        self.loss_fn = None  # set by train_cls (train_cls.loss); None = mean BCE
+
+    head_only = True
+
+    def train(self, mode: bool = True) -> "ImageNetMappedClassifier":
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, R, ...] per row -> [B, K, ...] per class."""
+        if self.reduce == "max":
+            return torch.stack([x[:, g].amax(dim=1) for g in self.groups], dim=1)
+        return torch.stack([x[:, g].mean(dim=1) for g in self.groups], dim=1)
+
+    def _logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled [B, C] -> logits [B, K]."""
+        return self._reduce(pooled.float() @ self.rows_weight.t() + self.rows_bias)
+
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images).mean(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, H, W] -> logits [B, K]."""
-        pooled = self.backbone(images).mean(dim=(2, 3)).float()
-        return self._reduce(pooled @ self.rows_weight.t() + self.rows_bias, -30.0)
+        return self._logits(self.pooled_features(images))
 
     def cam(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, H, W] -> [B, K, h, w] non-negative maps."""
-        maps = cam_from_weights(self.backbone(images), self.rows_weight.to(images.dtype)[:, :, None, None])
-        return self._reduce(maps, 0.0)
+        feats = self.backbone(images)
+        return self._reduce(cam_from_weights(feats, self.rows_weight.to(feats.dtype)[:, :, None, None]))
+
+    def head_losses(self, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self._logits(pooled)
+        loss = (self.loss_fn or bce_loss)(logits, labels)
+        return {"loss": loss, "loss_cls": loss.detach()}
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor, iteration: int = 0) -> dict[str, torch.Tensor]:
-        raise WSSSError("cls_model.type='imagenet_mapped' trains nothing: set train_cls.iters=0")
+        with torch.no_grad():
+            pooled = self.pooled_features(images)
+        return self.head_losses(pooled, labels)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        return [{"params": [self.unused], "lr": lr, "name": "unused"}]
+        return [{"params": [], "lr": lr, "name": "backbone"},
+                {"params": [self.rows_weight, self.rows_bias], "lr": lr * self.head_lr_mult, "name": "head"}]
