@@ -11,10 +11,11 @@ tables: mIoU at the configured thresholds with the ORACLE threshold (swept on gr
 a result) beside it, the no-model baselines of each split, the seed spread over training seeds, the per-class
 IoU of the held-out run and the wall time of each stage. Stages already complete in ``--work-root`` are reused.
 
-Variants: ``heldout`` = configs/real/coco128_small.py (frozen EfficientNet-Lite0 + ImageNet-initialised head,
+Variants: ``heldout`` = configs/real/coco128_small.py (frozen EfficientNet-Lite0, head of mapped ImageNet rows,
 balanced BCE, cached features; whole chain), ``classic`` = coco128_small_classic.py (same classifier, chain on the
-training photos, without the random walk; ``classic_rw`` with it), ``zero``/``zero_classic`` = coco128_imagenet_zero.py (no training: the ImageNet head through the
-VOC mapping), ``finetune`` = coco128_lite0.py on the same split (the previous recipe: the whole network fine-tuned,
+training photos, without the random walk; ``classic_rw`` with it), ``zero``/``zero_classic`` =
+coco128_imagenet_zero.py (no training: the ImageNet head through the VOC mapping), ``finetune`` =
+coco128_lite0.py on the same split (the previous recipe: the whole network fine-tuned,
 150 iterations as in the earlier table; seeds only), ``seed1``/``seed2`` = coco128_small.py with seed 1 / 2
 (classifier and seeds only, for the spread). ``--figure`` draws image | seed CAM | pseudo mask (PAR + CRF) |
 ground truth for 8 held-out photos.
@@ -144,7 +145,8 @@ def label_baselines(ds: Any) -> dict[str, float]:
 def _cam_cells(m: dict | None) -> list[str]:
     if not m:
         return ["-", "-"]
-    return [f"{pct(m['miou'])} ({m['bg_threshold']:.2f})", f"{pct(m['oracle']['miou'])} ({m['oracle']['threshold']:.2f})"]
+    return [f"{pct(m['miou'])} ({m['bg_threshold']:.2f})",
+            f"{pct(m['oracle']['miou'])} ({m['oracle']['threshold']:.2f})"]
 
 
 def _mask_cells(m: dict | None) -> list[str]:
@@ -241,8 +243,9 @@ def targets_lines(held: dict[str, Any]) -> list[str]:
         if crf:
             # Seeds decide every pixel; pseudo masks leave a band undecided. Only 'undecided counted wrong' compares.
             d_ex, d_wr = crf["miou"] - seeds["miou"], crf["miou_ignore_as_wrong"] - seeds["miou"]
-            out.append(f"- CRF (pseudo masks from PAR + CRF) adds to the seeds: {pct(crf['miou_ignore_as_wrong'])} with "
-                       f"undecided pixels counted wrong vs {pct(seeds['miou'])} ({100 * d_wr:+.1f}) -> "
+            out.append(f"- CRF (pseudo masks from PAR + CRF) adds to the seeds: "
+                       f"{pct(crf['miou_ignore_as_wrong'])} with undecided pixels counted wrong "
+                       f"vs {pct(seeds['miou'])} ({100 * d_wr:+.1f}) -> "
                        f"{'met' if d_wr > 0 else 'NOT met'} (with the {pct(crf['ignored_share'])} % undecided pixels "
                        f"excluded: {pct(crf['miou'])}, {100 * d_ex:+.1f}, not comparable)")
         if crf and nocrf:

@@ -4,8 +4,9 @@
 
 The tune split is ``configs/real/coco128_splits/tune_{train,val}.txt`` (72 / 24 of the 96 training photos, made by
 ``tools/make_real_splits.py --ids .../train.txt --size 24 --names tune_train,tune_val``). Each variant is
-``configs/real/coco128_small.py`` with the overrides of ``START`` (the first guess) and its own, trained on tune_train and scored on tune_val: classifier
-mAP and seed-CAM mIoU at ``cam.bg_threshold`` with the ORACLE threshold (swept on ground truth) beside it. Only
+``configs/real/coco128_small.py`` with the overrides of ``START`` (the first guess) and its own, trained on
+tune_train and scored on tune_val: classifier mAP and seed-CAM mIoU at ``cam.bg_threshold`` with the ORACLE
+threshold (swept on ground truth) beside it. Only
 train_cls and make_cam run. Variants with the same backbone and augmentation share the cached features (copied
 into each work dir before its train_cls runs), so a variant costs seconds after the first.
 """
@@ -30,8 +31,8 @@ TUNE = {
     "data.train_split": "tune_train", "data.val_split": "tune_val", "data.cam_split": "tune_val",
 }
 # The head made of the mapped ImageNet rows, max-pooled per class (wsss.models.imagenet_head), trainable.
-_ROWS = dict(_delete_=True, type="imagenet_mapped", backbone="tf_efficientnet_lite0", weights="efficientnet-lite0-package",
-             output_stride=16, reduce="max")
+_ROWS = dict(_delete_=True, type="imagenet_mapped", backbone="tf_efficientnet_lite0",
+             weights="efficientnet-lite0-package", output_stride=16, reduce="max")
 # Where the search started (the first guess, before any tune run): the cam_classifier head initialised from the
 # mean of the mapped ImageNet rows, lr 0.01, background threshold 0.15. Variants override this start point.
 START = {

@@ -116,7 +116,7 @@ class ImageNetMappedClassifier(nn.Module):
     def __init__(self, num_classes: int, backbone: str = "tf_efficientnet_lite0", pretrained: bool | str = False,
                  weights: str | Path | None = None, output_stride: int | None = None, reduce: str = "max",
                  imagenet_map: str | Path | None = None, class_names: Sequence[str] | None = None,
-                 head_lr_mult: float = 10.0, **_ignored: Any) -> None:
+                 head_lr_mult: float = 10.0) -> None:
         super().__init__()
         if reduce not in ("max", "mean"):
             raise WSSSError(f"cls_model.reduce must be 'max' or 'mean', got '{reduce}'")
