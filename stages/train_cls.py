@@ -32,6 +32,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,7 @@ SCHEMA = Schema("train_cls", DEFAULTS, rules=dict(
     asl=Rule(kind="dict"), cache_views=Rule(min=0), cache_batch_size=Rule(min=1), ckpt_interval=Rule(min=1), val_interval=Rule(min=0),
     val_batch_size=Rule(kind="int", min=1), log_interval=Rule(min=1), num_workers=Rule(min=0),
     grad_clip=Rule(kind="number", gt=0)),
-    runtime=("ckpt_interval", "log_interval", "num_workers"))
+    runtime=("ckpt_interval", "log_interval", "num_workers", "cache_batch_size"))
 SCHEMAS = (SCHEMA,)
 
 
