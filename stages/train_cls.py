@@ -81,8 +81,9 @@ def inputs(cfg: Config) -> list[str]:
 
 #: What the ``train_cls`` section accepts (wsss/schema.py); checkpoint / log intervals and workers change
 #: neither the weights nor the curve's values, so they are not part of the stage's identity.
+#: ``iters=0`` stores the initial model without a step (the zero-training ImageNet-head baseline).
 SCHEMA = Schema("train_cls", DEFAULTS, rules=dict(
-    iters=Rule(min=1), batch_size=Rule(min=1), lr=Rule(gt=0), weight_decay=Rule(min=0), momentum=Rule(min=0, max=1),
+    iters=Rule(min=0), batch_size=Rule(min=1), lr=Rule(gt=0), weight_decay=Rule(min=0), momentum=Rule(min=0, max=1),
     optimizer=Rule(choices=("sgd", "adamw")), schedule=Rule(choices=("poly", "cosine", "constant")),
     warmup_iters=Rule(min=0), crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True),
     color_jitter=Rule(min=0), augmentation=Rule(choices=tuple(CLS_AUGMENTATIONS)),
