@@ -100,6 +100,8 @@ def load_model(cfg: Config, num_classes_fg: int, device: torch.device,
     for key in ("pretrained", "weights"):
         if key in model_cfg:
             model_cfg[key] = False if key == "pretrained" else None
+    if model_cfg.get("head_init"):  # the trained head comes from the checkpoint too
+        model_cfg["head_init"] = None
     model = build_classifier(model_cfg, num_classes_fg)
     ckpt = checkpoint or (cfg.get("cam") or {}).get("checkpoint") or Path(cfg.work_dir) / "train_cls" / "final.pth"
     load_weights(ckpt, model)

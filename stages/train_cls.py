@@ -14,6 +14,13 @@ Augmentation: ``train_cls.augmentation='wsss'`` (default: rescale, crop, flip, j
 ``'toco'`` (ToCo's three stacked views per image, for classifiers with ``accepts_views``; see
 docs/stage_toco.md), with ``augmentation_options`` overriding the ToCo preset's values.
 
+Small-data mode (issue 16): ``train_cls.loss`` picks the multi-label loss (``bce``, ``balanced_bce`` with
+per-class positive weights from the training labels, ``asl``; :mod:`wsss.models.multilabel_loss`), and with a
+frozen backbone (``cls_model.freeze_backbone=True``, ``unfreeze_last=0``) ``train_cls.cache_views=V`` computes
+the pooled backbone features of V augmented views of every training image once
+(``<work_dir>/train_cls/features/<id>.npy``, float32 [V, C], written atomically, reused on resume) and trains
+the head on them: each sample draws one of its V views from (seed, epoch, index). Minutes on a CPU.
+
 The stage only uses the classifier interface of :mod:`wsss.models.registry`
 (``losses``, ``forward``, ``param_groups``), so any registered classifier trains here unchanged.
 """
@@ -25,6 +32,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +54,7 @@ from wsss.engine.stage import close_stage, open_stage, stage_run
 from wsss.errors import WSSSError
 from wsss.eval.cam_eval import mean_average_precision
 from wsss.log import log_to
+from wsss.models.multilabel_loss import LOSSES, build_loss
 from wsss.models.registry import build_classifier
 from wsss.schema import Rule, Schema
 
@@ -61,7 +70,8 @@ DEFAULTS: dict[str, Any] = dict(
     power=0.9, warmup_iters=0, crop_size=448, scale_range=(0.5, 1.5), color_jitter=0.3, augmentation="wsss",
     augmentation_options=None, ckpt_interval=500,
     val_interval=0, val_batch_size=None, log_interval=50, num_workers=2, amp=True, grad_clip=None,
-    find_unused_parameters=False)
+    find_unused_parameters=False, loss="bce", pos_weight_max=None, asl=None, cache_views=0,
+    cache_batch_size=16)
 
 
 def inputs(cfg: Config) -> list[str]:
@@ -71,15 +81,17 @@ def inputs(cfg: Config) -> list[str]:
 
 #: What the ``train_cls`` section accepts (wsss/schema.py); checkpoint / log intervals and workers change
 #: neither the weights nor the curve's values, so they are not part of the stage's identity.
+#: ``iters=0`` stores the initial model without a step (the zero-training ImageNet-head baseline).
 SCHEMA = Schema("train_cls", DEFAULTS, rules=dict(
-    iters=Rule(min=1), batch_size=Rule(min=1), lr=Rule(gt=0), weight_decay=Rule(min=0), momentum=Rule(min=0, max=1),
+    iters=Rule(min=0), batch_size=Rule(min=1), lr=Rule(gt=0), weight_decay=Rule(min=0), momentum=Rule(min=0, max=1),
     optimizer=Rule(choices=("sgd", "adamw")), schedule=Rule(choices=("poly", "cosine", "constant")),
     warmup_iters=Rule(min=0), crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True),
     color_jitter=Rule(min=0), augmentation=Rule(choices=tuple(CLS_AUGMENTATIONS)),
-    augmentation_options=Rule(kind="dict"), ckpt_interval=Rule(min=1), val_interval=Rule(min=0),
+    augmentation_options=Rule(kind="dict"), loss=Rule(choices=LOSSES), pos_weight_max=Rule(kind="number", gt=0),
+    asl=Rule(kind="dict"), cache_views=Rule(min=0), cache_batch_size=Rule(min=1), ckpt_interval=Rule(min=1), val_interval=Rule(min=0),
     val_batch_size=Rule(kind="int", min=1), log_interval=Rule(min=1), num_workers=Rule(min=0),
     grad_clip=Rule(kind="number", gt=0)),
-    runtime=("ckpt_interval", "log_interval", "num_workers"))
+    runtime=("ckpt_interval", "log_interval", "num_workers", "cache_batch_size"))
 SCHEMAS = (SCHEMA,)
 
 
@@ -134,6 +146,55 @@ def build_optimizer(model: nn.Module, s: dict[str, Any]) -> torch.optim.Optimize
     if s["optimizer"] == "adamw":
         return torch.optim.AdamW(groups, lr=float(s["lr"]), weight_decay=float(s["weight_decay"]))
     raise WSSSError(f"train_cls.optimizer must be 'sgd' or 'adamw', got '{s['optimizer']}'")
+
+
+def label_matrix(ds) -> np.ndarray:
+    """Multi-hot labels of a split, [N, C-1] float32 in id order."""
+    return np.stack([ds.label_vector(i) for i in ds.ids]) if len(ds) else np.zeros((0, ds.num_classes - 1))
+
+
+def feature_path(stage_dir: Path, image_id: str) -> Path:
+    return stage_dir / "features" / f"{image_id}.npy"
+
+
+@torch.no_grad()
+def cache_features(model: nn.Module, ds, s: dict[str, Any], seed: int, stage_dir: Path,
+                   device: torch.device) -> np.ndarray:
+    """Pooled features of ``cache_views`` augmented views of every image: float32 [N, V, C].
+
+    View v of image i is the training augmentation of (seed, epoch=v, index=i), so the cache holds what
+    V epochs of image training would have shown a frozen backbone. Files that exist are reused (resume).
+    """
+    from tqdm import tqdm
+
+    views = int(s["cache_views"])
+    aug = ClassificationSet(ds, classification_transform(int(s["crop_size"]), train=True,
+                                                         scale_range=tuple(s["scale_range"]),
+                                                         color_jitter=float(s["color_jitter"])), seed=seed)
+    todo = [k for k, i in enumerate(ds.ids) if not feature_path(stage_dir, i).is_file()]
+    was_training = model.training
+    model.eval()
+    bs = max(1, int(s["cache_batch_size"]))
+    for k in tqdm(todo, desc="train_cls features", unit="img", dynamic_ncols=True, disable=not todo):
+        images = []
+        for v in range(views):
+            aug.set_epoch(v)
+            images.append(aug[k][0])
+        x = torch.stack(images).to(device)
+        pooled = torch.cat([model.pooled_features(x[j:j + bs]).float() for j in range(0, views, bs)])
+        with atomic_path(feature_path(stage_dir, ds.ids[k])) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, pooled.cpu().numpy().astype(np.float32))
+    model.train(was_training)
+    feats = [np.load(feature_path(stage_dir, i)) for i in ds.ids]
+    if any(f.shape[0] != views for f in feats):
+        raise WSSSError(f"{stage_dir / 'features'}: cached features of another cache_views; re-run with --force")
+    return np.stack(feats)
+
+
+def view_of(seed: int, epoch: int, index: int, views: int) -> int:
+    """Which cached view sample (epoch, index) uses: a pure function, so resume draws the same."""
+    return int(np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 7]).integers(views))
 
 
 @torch.no_grad()
@@ -202,6 +263,19 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     seed_everything(int(cfg.seed))
     model = build_classifier(cfg.cls_model, train_ds.num_classes - 1).to(device)
     iters = int(s["iters"])
+    if (s["loss"] != "bce" or s["asl"] is not None) and iters > 0:  # iters=0 only stores the model
+        if not hasattr(model, "loss_fn"):
+            raise WSSSError(f"train_cls.loss='{s['loss']}' needs cls_model.type='cam_classifier'")
+        model.loss_fn = build_loss(str(s["loss"]), label_matrix(train_ds), s["pos_weight_max"], s["asl"])
+    views = int(s["cache_views"] or 0) if iters > 0 else 0
+    if views:
+        if not getattr(model, "head_only", False):
+            raise WSSSError("train_cls.cache_views needs a classifier that trains only its head "
+                            "(cls_model.freeze_backbone=True, unfreeze_last=0, pool='avg')")
+        if dist.is_distributed():
+            raise WSSSError("train_cls.cache_views runs in one process (head training is CPU-cheap); "
+                            "run without torchrun")
+    iters = int(s["iters"])
     optimizer = build_optimizer(model, s)
     scheduler = build_scheduler(optimizer, iters, kind=s["schedule"], power=float(s["power"]),
                                 warmup_iters=int(s["warmup_iters"]))
@@ -224,17 +298,31 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     if s["augmentation"] == "toco" and not getattr(model, "accepts_views", False):
         raise WSSSError(f"train_cls.augmentation='toco' makes several views per image; cls_model type "
                         f"'{cfg.cls_model.get('type')}' takes one (use it with type='toco')")
-    data = _EpochIndexed(ClassificationSet(train_ds, train_transform(s), seed=int(cfg.seed)))
     sampler = ResumableBatchSampler(len(train_ds), int(s["batch_size"]), iters, seed=int(cfg.seed), start_iter=start)
-    loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))
+    if views:
+        feats = torch.from_numpy(cache_features(model, train_ds, s, int(cfg.seed), sd.path, device))
+        targets = torch.from_numpy(label_matrix(train_ds))
+        loader = sampler
+
+        def step(batch) -> dict[str, torch.Tensor]:
+            idx = [k for _, k in batch]
+            pooled = torch.stack([feats[k, view_of(int(cfg.seed), e, k, views)] for e, k in batch])
+            return model.head_losses(pooled.to(device), targets[idx].to(device))
+    else:
+        data = _EpochIndexed(ClassificationSet(train_ds, train_transform(s), seed=int(cfg.seed)))
+        loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
+                            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))
+
+        def step(batch) -> dict[str, torch.Tensor]:
+            images, labels, _idx = batch
+            return net(images.to(device, non_blocking=True), labels.to(device, non_blocking=True), it)
     val_ds = _val_split(cfg)
     val_bs = int(s["val_batch_size"] or s["batch_size"])
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
 
-    log.info("train_cls: %s on %s, %d images, iterations %d..%d, batch %d x %d rank(s), amp=%s",
+    log.info("train_cls: %s on %s, %d images, iterations %d..%d, batch %d x %d rank(s), amp=%s, loss %s%s",
              cfg.cls_model.get("type"), device, len(train_ds), start, iters, int(s["batch_size"]),
-             dist.world_size(), use_amp)
+             dist.world_size(), use_amp, s["loss"], f", head on {views} cached views" if views else "")
     model.train()
     bar = None
     if dist.is_main():
@@ -243,11 +331,9 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     t0 = time.time()
     running: dict[str, float] = {}
     it = start
-    for it, (images, labels, _idx) in enumerate(loader, start=start):
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
+    for it, batch in enumerate(loader, start=start):
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            losses = net(images, labels, it)
+            losses = step(batch)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             raise WSSSError(f"train_cls: loss is {loss.item()} at iteration {it}; lower train_cls.lr")

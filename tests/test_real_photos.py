@@ -131,9 +131,11 @@ def test_pipeline_runs_end_to_end_on_five_photos(five_photo_cfg, one_thread, tmp
         m = json.loads((work / stage / "metrics.json").read_text())
         assert 0.0 <= m["miou"] <= 1.0, stage
     # The benchmark's report and picture work on these artifacts: header + separator + 3 CAM rows + 2 mask
-    # rows + the fully supervised bound's row (not in this chain); 4 labelled photos -> 4 grid rows of 150 px cells (+16 px label, 4 px gap) under a 22 px title bar.
+    # rows + 3 baseline rows (no mAP row: this config has no val split); 4 labelled photos -> 4 grid rows of
+    # 150 px cells (+16 px label, 4 px gap) under a 22 px title bar.
     bench = _benchmark_module()
-    table = bench.results_table({"tiny": work}).splitlines()
-    assert len(table) == 2 + 3 + 2 + 1 and table[-1].startswith("| fully supervised bound | - | not in this chain")
+    table = bench.protocol_table({"tiny": dict(main=work, baselines=bench.label_baselines(ds))})
+    assert len(table.splitlines()) == 2 + 3 + 2 + 3
+    assert "baseline, no model: first label, centred ellipse" in table
     with Image.open(bench.example_figure(cfg, tmp_path / "grid.png", num=8, cell=150)) as im:
         assert im.size == (4 * 150 + 3 * 4, 22 + 4 * (150 + 16 + 4))

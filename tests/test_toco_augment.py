@@ -109,5 +109,5 @@ def test_bad_presets_are_refused():
     from stages import train_cls
     from wsss.config import Config
 
-    with pytest.raises(WSSSError, match="train_cls.augmentation must be one of"):
+    with pytest.raises(WSSSError, match="train_cls.augmentation='dino': must be one of 'wsss', 'toco'"):
         train_cls.settings(Config(dict(train_cls=dict(augmentation="dino"))))

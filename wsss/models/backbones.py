@@ -73,6 +73,30 @@ class Backbone(nn.Module):
             return self._tokens_to_map(self.model.forward_features(x), grid)
         return self.model.forward_features(x)
 
+    def units(self) -> list[nn.Module]:
+        """The backbone's trainable units in forward order, for ``cls_model.unfreeze_last``.
+
+        EfficientNet / MobileNet / ViT: every block of ``blocks`` (stages flattened), then the modules after
+        them (``conv_head`` + ``bn2``, or ``norm``) as one last unit. ResNet-style: every block of
+        ``layer1..layer4``. So ``unfreeze_last=1`` is the head conv of an EfficientNet, 2 adds its last block.
+        """
+        m = self.model
+        units: list[nn.Module] = []
+        if hasattr(m, "blocks"):
+            for stage in m.blocks:
+                units += list(stage) if isinstance(stage, nn.Sequential) else [stage]
+            tail = [getattr(m, n) for n in ("conv_head", "bn2", "norm")
+                    if isinstance(getattr(m, n, None), nn.Module) and not isinstance(getattr(m, n), nn.Identity)
+                    and any(True for _ in getattr(m, n).parameters())]
+            if tail:
+                units.append(nn.ModuleList(tail))
+        elif all(hasattr(m, f"layer{k}") for k in range(1, 5)):
+            for k in range(1, 5):
+                units += list(getattr(m, f"layer{k}"))
+        else:
+            raise WSSSError(f"backbone '{self.arch}': no known block structure for unfreeze_last")
+        return units
+
     # --- ViT split forward, for Grad-CAM on the class token ---------------------------------------------
     def vit_tokens_before_last_block(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """ViT only: tokens [B, N, C] entering the last block, and the patch grid (h, w)."""

