@@ -237,7 +237,7 @@ def ablation_table(work_dirs: Sequence[Path], rows: Sequence[Row], baselines: di
         if r.input:
             src = next(x for x in rows if x.stage == r.input)
             gain = paired_gain([s.get("miou") for s in scores], [s.get("miou") for s in by_stage[src.stage]]).format()
-        ratio = "-" if r.stage == "eval_seg_gt" else format_ratio(
+        ratio = "-" if r.stage == "eval_seg_gt" or not bound.n else format_ratio(
             bound_ratio(m.mean if m.n else None, bound.mean if bound.n else None, bound_cls, converged), "")
         best = max(baselines.get(r.split, {}).values(), default=float("nan"))
         beats = "-" if not m.n else ("yes" if m.mean > best else f"NO (best baseline {100 * best:.1f})")
