@@ -117,29 +117,11 @@ def present_classes(metrics: dict | None) -> list[str]:
 
 
 def label_baselines(ds: Any) -> dict[str, float]:
-    """mIoU of label maps that use the image labels but no model, as a floor for the CAM rows.
+    """mIoU of the no-model label maps of :mod:`wsss.eval.baselines` (all background; first label on the whole
+    image; first label on a centred ellipse), a floor for every row."""
+    from wsss.eval.baselines import label_baselines as baseline_matrices
 
-    * ``all background``: every pixel 0;
-    * ``first label, whole image``: every pixel of a labelled image is its first (lowest-index) class;
-    * ``first label, centred ellipse``: the same inside the centred ellipse ``(dy/(H/2))^2 + (dx/(W/2))^2 < 0.5``
-      (a fixed centre prior, not tuned), background outside.
-    """
-    import numpy as np
-
-    from wsss.eval.confusion import ConfusionMatrix
-
-    rules = ("all background", "first label, whole image", "first label, centred ellipse")
-    cms = {r: ConfusionMatrix(ds.num_classes) for r in rules}
-    for i in ds.ids:
-        gt = ds.mask(i)
-        h, w = gt.shape
-        first = ds.labels[i][0] if ds.labels.get(i) else 0
-        yy, xx = np.mgrid[0:h, 0:w]
-        ellipse = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2 < 0.5
-        cms[rules[0]].update(np.zeros_like(gt), gt)
-        cms[rules[1]].update(np.full_like(gt, first), gt)
-        cms[rules[2]].update(np.where(ellipse, first, 0).astype(np.uint8), gt)
-    return {r: cm.miou() for r, cm in cms.items()}
+    return {rule: cm.miou() for rule, cm in baseline_matrices(ds).items()}
 
 
 def _cam_cells(m: dict | None) -> list[str]:

@@ -59,11 +59,12 @@ _SECTION_KEYS = set(_CRF_KEYS) | {"input", "bg_threshold", "bg_power", "num_work
 #: Types and ranges of the ``crf`` keys (wsss/schema.py); workers and the folder name are not part of the identity.
 SCHEMA = Schema(SECTION, dict(input="make_cam", bg_threshold=None, bg_power=None, num_workers=0, name=None,
                               n_iter=10, gauss_sxy=3.0, gauss_compat=3.0, bilateral_sxy=50.0, bilateral_srgb=5.0,
-                              bilateral_compat=10.0),
+                              bilateral_compat=10.0, unary="softmax", gt_prob=0.7),
                 rules=dict(input=Rule(kind="str"), bg_threshold=Rule(kind="number", min=0, max=1),
                            bg_power=Rule(kind="number", gt=0), num_workers=Rule(min=0), name=Rule(kind="str"),
                            n_iter=Rule(min=1), gauss_sxy=Rule(gt=0), gauss_compat=Rule(min=0), bilateral_sxy=Rule(gt=0),
-                           bilateral_srgb=Rule(gt=0), bilateral_compat=Rule(min=0)),
+                           bilateral_srgb=Rule(gt=0), bilateral_compat=Rule(min=0),
+                           unary=Rule(choices=("softmax", "labels")), gt_prob=Rule(gt=0, max=1)),
                 runtime=("num_workers", "name"))
 SCHEMAS = (SCHEMA,)
 

@@ -9,7 +9,8 @@ trained with). Writes ``<work_dir>/<name>/``:
   saved files, so a resumed run reports exactly what an unbroken one would.
 * ``metrics.json``: ``miou`` / ``per_class`` / ``pixel_accuracy`` of the single-scale prediction, ``ms`` and
   ``crf`` summaries with ``miou_ms`` / ``miou_crf`` when configured, and ``ratio_to_full`` (our final mIoU over
-  the fully supervised model's, read from ``<work_dir>/<eval_seg.upper_bound>/metrics.json`` when it exists).
+  the fully supervised model's, read from ``<work_dir>/<eval_seg.upper_bound>/metrics.json`` when it exists; the
+  text "bound not converged" with ``bound_reason`` instead when that bound fails :mod:`wsss.eval.bound`).
 * ``confusion.png`` (row-normalised confusion matrix of the final prediction), ``per_class_iou.png``.
 
 ``eval_seg.name`` renames the folder (``eval_seg_gt`` evaluates the upper bound, ``input='train_seg_gt'``).
@@ -35,11 +36,15 @@ from wsss.data.build import build_dataset
 from wsss.data.palette import load_mask, save_mask
 from wsss.engine.stage import close_stage, open_stage, pending, stage_run
 from wsss.errors import InputError, StageSkipped, WSSSError
+from wsss.eval.bound import NOT_CONVERGED, bound_ratio, bound_verdict, curve_converged, format_ratio
 from wsss.eval.confusion import ConfusionMatrix, format_table
 from wsss.eval.confusion_plot import confusion_figure, iou_bar_figure, save_figure
 from wsss.eval.seg_infer import image_to_tensor, predict_probs
 from wsss.models.seg import build_segmentor
 from wsss.schema import Rule, Schema
+
+#: The bound's val curve that train_seg writes with ``train_seg.eval_points`` (see stages/train_seg.py).
+CURVE_FILE = "curve.json"
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +233,31 @@ def report_line(metrics: Mapping[str, Any], split: str) -> str:
     if "miou_crf" in metrics:
         line += f" / {pct(metrics['miou_crf'])} (+crf)"
     if metrics.get("ratio_to_full") is not None:
-        line += f"; {100 * metrics['ratio_to_full']:.1f}% of fully supervised"
+        line += f"; {format_ratio(metrics['ratio_to_full'])}"
+        if metrics.get("bound_reason"):
+            line += f" ({metrics['bound_reason']})"
     return line
+
+
+def bound_curve_converged(work_dir: Path, train_stage: str | None) -> bool | None:
+    """The convergence verdict of the bound's val curve (``<work_dir>/<train_stage>/curve.json``, written by
+    train_seg with ``eval_points``), None when it has no curve."""
+    if not train_stage:
+        return None
+    path = Path(work_dir) / str(train_stage) / CURVE_FILE
+    if not path.is_file():
+        return None
+    curve = json.loads(path.read_text())
+    return curve_converged([p.get("miou") for p in curve.get("points", [])])
 
 
 def attach_ratio(metrics: dict, work_dir: Path, own: str, upper_bound: str | None) -> bool:
     """Add WSSS / fully supervised mIoU ratios from ``<work_dir>/<upper_bound>/metrics.json`` when that
-    evaluation exists (and is not this stage). Returns True when ``metrics`` changed."""
+    evaluation exists (and is not this stage). Returns True when ``metrics`` changed.
+
+    A ratio is recorded only to a converged bound (:func:`wsss.eval.bound.bound_ratio`: no class of the bound
+    at IoU 0, not beaten by this network, its val curve flat at the end when it has one); otherwise the ratio
+    keys hold the text "bound not converged" and ``bound_reason`` says why."""
     if not upper_bound or upper_bound == own:
         return False
     path = Path(work_dir) / upper_bound / "metrics.json"
@@ -242,11 +265,22 @@ def attach_ratio(metrics: dict, work_dir: Path, own: str, upper_bound: str | Non
     if not path.is_file() or not m or m.get("status") != "complete":
         return False
     ub = json.loads(path.read_text())
-    new = {"stage": upper_bound, "miou": ub.get("miou"), "miou_final": ub.get("miou_final", ub.get("miou"))}
-    ratios = {}
-    for key, ours, theirs in (("ratio_to_full", metrics.get("miou_final"), new["miou_final"]),
-                              ("ratio_to_full_ss", metrics.get("miou"), new["miou"])):
-        ratios[key] = round(ours / theirs, 6) if ours is not None and theirs else None
+    final = ub.get("final", "ss")
+    final_summary = ub if final == "ss" else (ub.get(final) or {})
+    converged = bound_curve_converged(work_dir, ub.get("input"))
+    new = {"stage": upper_bound, "miou": ub.get("miou"), "miou_final": ub.get("miou_final", ub.get("miou")),
+           "curve_converged": converged}
+    ratios: dict[str, Any] = {}
+    reason = ""
+    for key, ours, theirs, per_class in (
+            ("ratio_to_full", metrics.get("miou_final"), new["miou_final"], final_summary.get("per_class")),
+            ("ratio_to_full_ss", metrics.get("miou"), new["miou"], ub.get("per_class"))):
+        ious = {c: row.get("iou") for c, row in (per_class or {}).items()}
+        r = bound_ratio(ours, theirs, ious, converged)
+        ratios[key] = round(r, 6) if isinstance(r, float) else r
+        if r == NOT_CONVERGED and not reason:
+            reason = bound_verdict(ours, theirs, ious, converged).reason
+    ratios["bound_reason"] = reason or None
     if metrics.get("upper_bound") == new and all(metrics.get(k) == v for k, v in ratios.items()):
         return False
     metrics["upper_bound"] = new
@@ -264,6 +298,7 @@ def _refresh_ratio(sd: Any, work_dir: Path, name: str, upper_bound: str | None) 
         write_json_atomic(path, metrics)
         manifest = dict(sd.manifest)
         manifest.setdefault("metrics", {})["ratio_to_full"] = metrics["ratio_to_full"]
+        manifest["metrics"]["bound_reason"] = metrics.get("bound_reason")
         write_json_atomic(sd.path / MANIFEST, manifest)
         sd.manifest = manifest
         log.info("%s: %s", name, report_line(metrics, metrics.get("split", "val")))
@@ -328,6 +363,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
                                    f"{name}: per-class IoU on {split}"), sd.path / "per_class_iou.png")
         write_json_atomic(sd.path / "metrics.json", metrics)
         log.info("%s: %s", name, report_line(metrics, split))
-        manifest_metrics = {k: metrics[k] for k in ("miou", "miou_ms", "miou_crf", "miou_final", "ratio_to_full")
+        manifest_metrics = {k: metrics[k] for k in ("miou", "miou_ms", "miou_crf", "miou_final", "ratio_to_full",
+                                                          "bound_reason")
                             if k in metrics}
     return close_stage(sd, items=len(ds), metrics=manifest_metrics)

@@ -6,7 +6,11 @@ divide the WSSS mIoU by. ``train_seg.name`` renames the stage folder (``train_se
 
 Writes ``<work_dir>/<name>/``: ``last.pth`` every ``ckpt_interval`` iterations (model, optimizer, scheduler,
 AMP scaler, iteration, RNG states, loss curve), ``final.pth`` (weights + the ``seg_model`` config and class
-names, all evaluation needs), ``metrics.json`` (loss curve), ``train.log``.
+names, all evaluation needs), ``metrics.json`` (loss curve), ``train.log``; with ``eval_points=N`` also
+``curve.json``: single-scale val mIoU (and per-class IoU) after N evenly spaced points of the schedule (4: 25/50/
+75/100 %) and whether the curve is flat at the end (last two points within 1 mIoU): the convergence check of the
+fully supervised bound that eval_seg applies before printing a ratio. Measuring the curve changes no weight, so
+``eval_points`` is left out of the stage's config hash.
 
 Training: cross-entropy with ignore 255, SGD (backbone ``lr``, head ``lr * head_lr_mult``), poly schedule,
 albumentations scale / crop / flip / colour jitter, AMP on CUDA, DDP under torchrun (``batch_size`` is per
@@ -43,6 +47,9 @@ from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
 from wsss.engine.stage import close_stage, open_stage, stage_run
 from wsss.errors import InputError, StageSkipped, WSSSError
+from wsss.eval.bound import curve_converged
+from wsss.eval.confusion import ConfusionMatrix
+from wsss.eval.seg_infer import image_to_tensor, predict_probs
 from wsss.models.seg import SEG_MODEL_DEFAULTS, build_segmentor
 from wsss.schema import Rule, Schema
 
@@ -56,7 +63,10 @@ DEFAULTS: dict[str, Any] = dict(
     name=None, masks="make_pseudo", split=None, iters=20000, batch_size=16, lr=0.007, head_lr_mult=10.0,
     momentum=0.9, weight_decay=1e-4, lr_schedule="poly", power=0.9, warmup_iters=0, crop_size=512,
     scale_range=(0.5, 2.0), color_jitter=0.3, ckpt_interval=1000, log_interval=50, num_workers=4, amp=True,
+    eval_points=0,
 )
+#: The val-mIoU curve written with ``eval_points`` (eval_seg reads it to judge the fully supervised bound).
+CURVE_FILE = "curve.json"
 
 
 #: What the ``train_seg`` section accepts (wsss/schema.py); intervals, workers and the folder name are not
@@ -66,8 +76,8 @@ SCHEMA = Schema("train_seg", DEFAULTS, rules=dict(
     batch_size=Rule(min=1), lr=Rule(gt=0), head_lr_mult=Rule(gt=0), momentum=Rule(min=0, max=1),
     weight_decay=Rule(min=0), lr_schedule=Rule(choices=("poly", "cosine", "constant")), warmup_iters=Rule(min=0),
     crop_size=Rule(min=8), scale_range=Rule(gt=0, nonempty=True), color_jitter=Rule(min=0),
-    ckpt_interval=Rule(min=1), log_interval=Rule(min=1), num_workers=Rule(min=0)),
-    runtime=("ckpt_interval", "log_interval", "num_workers", "name"))
+    ckpt_interval=Rule(min=1), log_interval=Rule(min=1), num_workers=Rule(min=0), eval_points=Rule(min=0)),
+    runtime=("ckpt_interval", "log_interval", "num_workers", "name"), evaluation=("eval_points",))
 SCHEMAS = (SCHEMA,)
 
 
@@ -148,6 +158,36 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / (target != IGNORE_INDEX).sum().clamp(min=1)
 
 
+def eval_iterations(iters: int, points: int) -> list[int]:
+    """The iterations after which the val curve is measured: ``points`` evenly spaced, the last one ``iters``
+    (4 points of 300 iterations: 75, 150, 225, 300)."""
+    if points <= 0 or iters <= 0:
+        return []
+    return sorted({max(1, round(iters * k / points)) for k in range(1, points + 1)})
+
+
+@torch.no_grad()
+def val_summary(model: torch.nn.Module, ds: SegDataset, device: torch.device) -> dict:
+    """Single-scale whole-image mIoU summary of ``model`` on every image of ``ds`` (restores train mode).
+
+    No randomness is drawn and BatchNorm statistics are frozen in eval mode, so measuring the curve leaves
+    the weights and the RNG streams of training exactly as they were."""
+    was_training = model.training
+    model.eval()
+    cm = ConfusionMatrix(ds.num_classes)
+    for image_id in ds.ids:
+        probs = predict_probs(model, image_to_tensor(ds.image(image_id)).to(device)).probs
+        cm.update(probs[0].argmax(0).cpu().numpy().astype(np.uint8), ds.mask(image_id))
+    model.train(was_training)
+    return cm.summary(ds.class_names)
+
+
+def curve_record(points: list[dict], iters: int) -> dict:
+    """curve.json content: the points and the flat-at-the-end verdict of :func:`wsss.eval.bound.curve_converged`."""
+    return {"iters": iters, "points": points, "converged": curve_converged([p["miou"] for p in points]),
+            "rule": "last two points within 1 mIoU"}
+
+
 def build_optimizer(model: torch.nn.Module, sec: dict[str, Any]) -> torch.optim.Optimizer:
     """SGD with two groups: pretrained backbone at ``lr``, new layers at ``lr * head_lr_mult``."""
     lr = float(sec["lr"])
@@ -199,11 +239,13 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
 
     last, final = sd.path / "last.pth", sd.path / "final.pth"
     start, curve, window = 0, [], [0.0, 0]  # window: loss sum and count since the last log line
+    val_points: list[dict] = []
     if resume and last.is_file():  # without --resume, check_resumable refused an existing last.pth
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         curve = list(state.get("extra", {}).get("loss_curve", []))
         window = list(state.get("extra", {}).get("loss_window", window))
+        val_points = list(state.get("extra", {}).get("val_curve", []))
 
     net: torch.nn.Module = model
     net = dist.wrap_ddp(net, device, sync_bn=True)
@@ -214,6 +256,11 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
     log.info("%s: %d images of split '%s' (%s masks), %d iters x %d/GPU x %d GPU(s), from iter %d, %s%s", name,
              len(ds), ds.split, sec["masks"], iters, bs, dist.world_size(), start, device, " AMP" if use_amp else "")
 
+    at = set(eval_iterations(iters, int(sec["eval_points"])))
+    val_ds = build_dataset(cfg.data, str((cfg.get("data") or {}).get("val_split", "val"))) if at else None
+    if val_ds is not None and not val_ds.has_masks:
+        raise WSSSError(f"train_seg.eval_points={sec['eval_points']} needs ground-truth masks on split "
+                        f"'{val_ds.split}'")
     net.train()
     win_sum = torch.tensor(float(window[0]), device=device)  # on device: no GPU sync per iteration
     win_n = int(window[1])
@@ -241,9 +288,16 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
             win_n = 0
             bar.set_postfix(loss=f"{mean:.4f}")
             log.info("%s iter %d/%d loss %.4f lr %.2e", name, it, iters, mean, optimizer.param_groups[0]["lr"])
+        if it in at and dist.is_main():
+            summ = val_summary(model, val_ds, device)
+            val_points.append({"iter": it, "fraction": round(it / iters, 4), "miou": summ["miou"],
+                               "per_class": {c: r["iou"] for c, r in summ["per_class"].items()}})
+            log.info("%s iter %d/%d: %s mIoU %.1f", name, it, iters, val_ds.split, 100 * (summ["miou"] or 0))
+            write_json_atomic(sd.path / CURVE_FILE, curve_record(val_points, iters))
         if (it % ckpt_every == 0 or it == iters) and dist.is_main():
             save_checkpoint(last, model, optimizer, scheduler, scaler, it,
-                            extra={"loss_curve": curve, "loss_window": [float(win_sum), win_n]})
+                            extra={"loss_curve": curve, "loss_window": [float(win_sum), win_n],
+                                   "val_curve": val_points})
     bar.close()
 
     if dist.is_main():
@@ -253,8 +307,10 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
     loss_first = curve[0][1] if curve else None
     loss_last = curve[-1][1] if curve else None
     metrics = {"iters": it, "loss_first": loss_first, "loss_last": loss_last, "loss_curve": curve,
+               "val_curve": val_points, "val_converged": curve_record(val_points, iters)["converged"],
                "masks": str(sec["masks"]), "split": ds.split, "images": len(ds), "seconds": round(time.time() - t0, 1)}
     if dist.is_main():
         write_json_atomic(sd.path / "metrics.json", metrics)
     log.info("%s: %d iters, loss %s -> %s", name, it, loss_first, loss_last)
-    return close_stage(sd, items=len(ds), metrics={k: metrics[k] for k in ("iters", "loss_first", "loss_last")})
+    keys = ("iters", "loss_first", "loss_last") + (("val_converged",) if val_points else ())
+    return close_stage(sd, items=len(ds), metrics={k: metrics[k] for k in keys})

@@ -217,3 +217,40 @@ def test_unknown_crf_parameter_is_refused_before_any_work(trained: dict[str, Pat
     with pytest.raises(WSSSError, match="unknown CRF parameter"):
         eval_seg.run(cfg)
     assert not (trained["wd"] / "eval_seg_bad").exists()
+
+
+def test_no_ratio_to_an_unconverged_bound(trained: dict[str, Path], tmp_path: Path) -> None:
+    # a bound with a class at IoU 0 (the 120-iteration demo bound) gives no ratio, in metrics, manifest
+    # and the report line; a bound whose val curve still rises neither
+    from wsss.eval.bound import NOT_CONVERGED
+
+    cfg = stage_cfg(trained, tmp_path, name="eval_seg_nc", upper_bound="eval_seg_ub0")
+    ub = StageDir(trained["wd"], "eval_seg_ub0", "fake")
+    ub.begin()
+    write_json_atomic(ub.path / "metrics.json", {"miou": 0.99, "miou_final": 0.99, "final": "ss",
+                                                 "input": "train_seg_ub0",
+                                                 "per_class": {"background": {"iou": 0.99}, "disc": {"iou": 0.0},
+                                                               "star": {"iou": None}}})
+    ub.finish()
+    manifest = eval_seg.run(cfg)
+    metrics = json.loads((trained["wd"] / "eval_seg_nc" / "metrics.json").read_text())
+    assert metrics["ratio_to_full"] == NOT_CONVERGED == manifest["metrics"]["ratio_to_full"]
+    assert "disc" in metrics["bound_reason"] and "star" not in metrics["bound_reason"]
+    line = eval_seg.report_line(metrics, "val")
+    assert NOT_CONVERGED in line and "%" not in line
+    # the same bound with every class learned, but its curve (train_seg eval_points) rising 5 points at the end
+    write_json_atomic(ub.path / "metrics.json", {"miou": 0.99, "miou_final": 0.99, "input": "train_seg_ub0",
+                                                 "per_class": {"background": {"iou": 0.99}}})
+    (trained["wd"] / "train_seg_ub0").mkdir(exist_ok=True)
+    write_json_atomic(trained["wd"] / "train_seg_ub0" / "curve.json",
+                      {"points": [{"miou": 0.5}, {"miou": 0.7}, {"miou": 0.94}, {"miou": 0.99}]})
+    eval_seg.run(cfg)
+    metrics = json.loads((trained["wd"] / "eval_seg_nc" / "metrics.json").read_text())
+    assert metrics["ratio_to_full"] == NOT_CONVERGED and "curve" in metrics["bound_reason"]
+    # flat at the end: the ratio is the quotient again
+    write_json_atomic(trained["wd"] / "train_seg_ub0" / "curve.json",
+                      {"points": [{"miou": 0.5}, {"miou": 0.7}, {"miou": 0.985}, {"miou": 0.99}]})
+    eval_seg.run(cfg)
+    metrics = json.loads((trained["wd"] / "eval_seg_nc" / "metrics.json").read_text())
+    assert metrics["ratio_to_full"] == pytest.approx(metrics["miou_final"] / 0.99, abs=1e-6)
+    assert metrics["bound_reason"] is None and metrics["upper_bound"]["curve_converged"] is True

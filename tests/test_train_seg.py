@@ -137,3 +137,32 @@ def test_resume_after_kill_reproduces_the_uninterrupted_weights(tmp_path: Path, 
     ca = json.loads((killed_wd / "train_seg" / "metrics.json").read_text())["loss_curve"]
     cb = json.loads((full_wd / "train_seg" / "metrics.json").read_text())["loss_curve"]
     assert ca == cb
+
+
+def test_val_curve_changes_no_weight_and_no_hash(tmp_path: Path, data_root: Path) -> None:
+    # eval_points: val mIoU after 2, 4, 6, 8 of 8 iterations; the weights equal a run without the curve, and the
+    # complete stage is a no-op whichever eval_points a re-run asks for (not part of the artifact identity)
+    assert train_seg.eval_iterations(8, 4) == [2, 4, 6, 8] and train_seg.eval_iterations(300, 4) == [75, 150,
+                                                                                                      225, 300]
+    assert train_seg.eval_iterations(8, 0) == [] and train_seg.eval_iterations(3, 4) == [1, 2, 3]
+    with_curve = load_config(write_config(tmp_path / "a.py", data_root, tmp_path / "a", eval_points=4))
+    plain = load_config(write_config(tmp_path / "b.py", data_root, tmp_path / "b"))
+    m_a, m_b = train_seg.run(with_curve), train_seg.run(plain)
+    assert m_a["config_hash"] == m_b["config_hash"]
+    wa = torch.load(tmp_path / "a" / "train_seg" / "final.pth", weights_only=False)["model"]
+    wb = torch.load(tmp_path / "b" / "train_seg" / "final.pth", weights_only=False)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    curve = json.loads((tmp_path / "a" / "train_seg" / "curve.json").read_text())
+    assert [p["iter"] for p in curve["points"]] == [2, 4, 6, 8]
+    assert [p["fraction"] for p in curve["points"]] == [0.25, 0.5, 0.75, 1.0]
+    # the last point is the final network's single-scale val mIoU, recomputed independently here
+    from stages.eval_seg import load_segmentor
+    from wsss.eval.bound import curve_converged
+
+    model, _ = load_segmentor(tmp_path / "a" / "train_seg" / "final.pth", torch.device("cpu"))
+    summary = train_seg.val_summary(model, build_dataset(with_curve.data, "val"), torch.device("cpu"))
+    assert curve["points"][-1]["miou"] == pytest.approx(summary["miou"])
+    assert curve["converged"] == curve_converged([p["miou"] for p in curve["points"]])
+    assert not (tmp_path / "b" / "train_seg" / "curve.json").exists()
+    assert train_seg.run(load_config(write_config(tmp_path / "a2.py", data_root, tmp_path / "a",
+                                                  eval_points=2)))["finished"] == m_a["finished"]

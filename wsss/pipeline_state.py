@@ -37,11 +37,17 @@ def quality_of(manifest: dict | None) -> str:
     """A short quality figure from a stage manifest's metrics (mIoU where there is one)."""
     metrics = (manifest or {}).get("metrics") or {}
     parts = []
-    for key, label in (("miou", "mIoU"), ("miou_ms", "ms mIoU"), ("oracle_miou", "oracle"), ("map", "mAP"),
-                       ("ratio_to_full", "of full")):
+    for key, label in (("miou", "mIoU"), ("miou_ms", "ms mIoU"), ("oracle_miou", "oracle"), ("map", "mAP")):
         v = metrics.get(key)
         if isinstance(v, (int, float)):
-            parts.append(f"{label} {100 * v:.1f}" if key != "ratio_to_full" else f"{100 * v:.0f}% {label}")
+            parts.append(f"{label} {100 * v:.1f}")
+    # eval_seg records a ratio only to a converged bound (wsss.eval.bound), else the text "bound not converged".
+    # (Formatted here, as wsss.eval.bound.format_ratio does: importing wsss.eval would pull in torch.)
+    ratio = metrics.get("ratio_to_full")
+    if isinstance(ratio, (int, float)):
+        parts.append(f"{100 * float(ratio):.1f} % of full")
+    elif isinstance(ratio, str):
+        parts.append(ratio)
     return ", ".join(parts)
 
 

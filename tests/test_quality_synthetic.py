@@ -1,0 +1,67 @@
+"""benchmarks/quality_synthetic.py --quick: the mechanics of the quality benchmark (numbers mean nothing)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, subprocess_env
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("qs")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality_synthetic.py"), "--quick",
+                          "--work-root", str(root), "--threads", "1"], env=subprocess_env(), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return root, out.stdout
+
+
+def test_every_seed_runs_the_whole_chain_with_the_bound_curve(quick: tuple[Path, str]) -> None:
+    root, stdout = quick
+    for seed in (0, 1):
+        wd = root / f"seed{seed}"
+        for stage in ("make_cam", "propagate_par", "propagate", "make_pseudo_thr", "make_pseudo_band",
+                      "make_pseudo", "eval_seg_gt", "eval_seg"):
+            assert json.loads((wd / stage / "manifest.json").read_text())["status"] == "complete", stage
+        curve = json.loads((wd / "train_seg_gt" / "curve.json").read_text())
+        assert [p["fraction"] for p in curve["points"]] == [0.25, 0.5, 0.75, 1.0]
+        assert json.loads((wd / "train_seg" / "manifest.json").read_text())["config"]["seed"] == seed
+    assert (root / "report.md").read_text().strip() in stdout
+
+
+def test_report_rows_baselines_and_verdicts(quick: tuple[Path, str]) -> None:
+    root, stdout = quick
+    assert "--quick: mechanics only" in stdout and "Regime MISSED" in stdout  # 64 px: an 8 x 8 grid
+    assert "| CAM grid | 8 x 8 | >= 24 (MISSED)" in stdout
+    for label in ("seed CAMs", "PAR", "random walk", "CRF of the seeds", "walk at its threshold", "IRN band",
+                  "walk + CRF (configured)", "DeepLabV3+ on pseudo masks", "fully supervised bound"):
+        assert label in stdout, label
+    # the mean ± std of the seed row is the mean / sample std of the two seeds' own metrics.json
+    vals = [json.loads((root / f"seed{s}" / "make_cam" / "metrics.json").read_text())["miou"] for s in (0, 1)]
+    want = f"{100 * np.mean(vals):.1f} ± {100 * np.std(vals, ddof=1):.1f}"
+    row = next(l for l in stdout.splitlines() if l.startswith("| seed CAMs"))
+    assert want in row, (want, row)
+    # the all-background baseline on train, by hand from the generated masks: IoU(bg) over the classes present
+    # (a class absent from ground truth and prediction has no IoU)
+    from PIL import Image
+
+    ids = (root / "data" / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    gts = [np.array(Image.open(root / "data" / "SegmentationClass" / f"{i}.png")) for i in ids]
+    bg_iou = sum(int((g == 0).sum()) for g in gts) / sum(int((g != 255).sum()) for g in gts)
+    row = next(l for l in stdout.splitlines() if l.startswith("| baseline, no model: all background | train"))
+    present = len(set(np.unique(np.concatenate([g.ravel() for g in gts])).tolist()) - {255})
+    assert f"| {100 * bg_iou / present:.1f} |" in row, row
+    # every ratio cell is a number with % or the verdict, never a ratio to an unconverged bound
+    for line in stdout.splitlines():
+        if line.startswith("| DeepLabV3+ on pseudo masks"):
+            cell = line.split("|")[6].strip()
+            assert cell == "bound not converged" or re.fullmatch(r"\d+\.\d %", cell), cell
+    assert "Targets:" in stdout and "Missed:" in stdout
