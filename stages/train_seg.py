@@ -8,7 +8,8 @@ Writes ``<work_dir>/<name>/``: ``last.pth`` every ``ckpt_interval`` iterations (
 AMP scaler, iteration, RNG states, loss curve), ``final.pth`` (weights + the ``seg_model`` config and class
 names, all evaluation needs), ``metrics.json`` (loss curve), ``train.log``.
 
-Training: cross-entropy with ignore 255, SGD (backbone ``lr``, head ``lr * head_lr_mult``), poly schedule,
+Training: cross-entropy with ignore 255 (plus, with ``ocr=dict(weight, margin)``, the out-of-candidate
+rectification loss of wsss.losses.ocr against the image-level labels), SGD (backbone ``lr``, head ``lr * head_lr_mult``), poly schedule,
 albumentations scale / crop / flip / colour jitter, AMP on CUDA, DDP under torchrun (``batch_size`` is per
 GPU). ``--resume`` continues from ``last.pth`` bit-for-bit on CPU: the batch order comes from
 :class:`ResumableBatchSampler` and each sample's augmentation from (seed, epoch, index), and the DataLoader gets
@@ -43,6 +44,7 @@ from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
 from wsss.engine.stage import close_stage, open_stage
 from wsss.errors import InputError, WSSSError
+from wsss.losses.ocr import candidate_mask, ocr_loss
 from wsss.models.seg import SEG_MODEL_DEFAULTS, build_segmentor
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,11 @@ DEFAULTS: dict[str, Any] = dict(
     name=None, masks="make_pseudo", split=None, iters=20000, batch_size=16, lr=0.007, head_lr_mult=10.0,
     momentum=0.9, weight_decay=1e-4, lr_schedule="poly", power=0.9, warmup_iters=0, crop_size=512,
     scale_range=(0.5, 2.0), color_jitter=0.3, ckpt_interval=1000, log_interval=50, num_workers=4, amp=True,
+    ocr=None,
 )
+
+#: Keys of ``train_seg.ocr`` (out-of-candidate rectification, wsss.losses.ocr) and their defaults.
+OCR_DEFAULTS: dict[str, Any] = dict(weight=1.0, margin=1.0)
 
 
 def section(cfg: Config) -> dict[str, Any]:
@@ -64,7 +70,24 @@ def section(cfg: Config) -> dict[str, Any]:
     unknown = sorted(set(sec) - set(DEFAULTS))
     if unknown:
         raise WSSSError(f"unknown train_seg key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **sec}
+    sec = {**DEFAULTS, **sec}
+    sec["ocr"] = ocr_settings(sec["ocr"])
+    return sec
+
+
+def ocr_settings(value: Any) -> dict[str, float] | None:
+    """``train_seg.ocr``: None / empty (off) or dict(weight=..., margin=...), defaults filled in."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise WSSSError(f"train_seg.ocr must be a dict(weight=..., margin=...), got {value!r}")
+    unknown = sorted(set(value) - set(OCR_DEFAULTS))
+    if unknown:
+        raise WSSSError(f"unknown train_seg.ocr key(s) {unknown}; expected some of {sorted(OCR_DEFAULTS)}")
+    out = {k: float(v) for k, v in {**OCR_DEFAULTS, **value}.items()}
+    if out["weight"] < 0 or out["margin"] < 0:
+        raise WSSSError(f"train_seg.ocr weight and margin must be >= 0, got {out}")
+    return out
 
 
 def stage_name(cfg: Config) -> str:
@@ -197,18 +220,23 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
     log.info("%s: %d images of split '%s' (%s masks), %d iters x %d/GPU x %d GPU(s), from iter %d, %s%s", name,
              len(ds), ds.split, sec["masks"], iters, bs, dist.world_size(), start, device, " AMP" if use_amp else "")
 
+    ocr = sec["ocr"]
+    label_table = torch.from_numpy(np.stack([ds.label_vector(i) for i in ds.ids])) if ocr else None
     net.train()
     win_sum = torch.tensor(float(window[0]), device=device)  # on device: no GPU sync per iteration
     win_n = int(window[1])
     log_every, ckpt_every = max(1, int(sec["log_interval"])), max(1, int(sec["ckpt_interval"]))
     bar = tqdm(loader, total=iters, initial=start, desc=name, disable=not dist.is_main(), leave=False)
     it = start
-    for images, targets, _ in bar:
+    for images, targets, index in bar:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = net(images)
         loss = seg_loss(logits, targets)
+        if ocr:
+            candidates = candidate_mask(label_table[index].to(device))
+            loss = loss + ocr["weight"] * ocr_loss(logits, candidates, ocr["margin"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
