@@ -64,3 +64,79 @@ def test_kmeans_separates_two_blobs_deterministically() -> None:
     a2, c2 = kmeans(x, 2, seed=3)
     assert torch.equal(a, a2) and torch.equal(c, c2)
     assert nearest_center(torch.tensor([[4.0, 4.0, 4.0]]), c).item() == int(a[20])
+
+
+# --- train_cls with W-OoD ------------------------------------------------------------------------------------
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from conftest import REPO, subprocess_env  # noqa: E402
+from wsss.config import parse_overrides  # noqa: E402
+
+CONFIG = REPO / "configs" / "synthetic" / "cam_resnet18.py"
+
+
+@pytest.fixture(scope="module")
+def ood_root(tmp_path_factory) -> Path:
+    from wsss.data.synthetic import generate_synthetic
+
+    root = tmp_path_factory.mktemp("syn") / "synthetic"
+    generate_synthetic(root, num_train=8, num_val=0, seed=0, size=48, num_ood=10)
+    return root
+
+
+def _opts(root: Path, **extra) -> list[str]:
+    opts = {"data.root": str(root), "data.val_split": "", "cls_model.backbone": "test_resnet",
+            "train_cls.iters": 8, "train_cls.batch_size": 4, "train_cls.crop_size": 48,
+            "train_cls.ckpt_interval": 3, "train_cls.log_interval": 2, "train_cls.num_workers": 0,
+            "train_cls.lr": 0.02, "train_cls.wood.ood_split": "ood", "train_cls.wood.top_k": 6,
+            "train_cls.wood.clusters": 3, "train_cls.wood.near_fraction": 0.5, **extra}
+    return [f"{k}={v}" for k, v in opts.items()]
+
+
+def test_train_cls_mines_the_hardest_ood_images_of_the_model_at_start_iter(ood_root, tmp_path) -> None:
+    from stages import train_cls
+    from wsss.config import load_config
+    from wsss.data.build import build_dataset
+    from wsss.engine.seed import seed_everything
+    from wsss.models.registry import build_classifier
+
+    torch.set_num_threads(1)
+    cfg = load_config(CONFIG, parse_overrides(_opts(ood_root, **{"train_cls.wood.start_iter": 0})), tmp_path / "w")
+    manifest = train_cls.run(cfg)
+    metrics = json.loads((tmp_path / "w" / "train_cls" / "metrics.json").read_text())
+    # start_iter 0: the mining model is the freshly built one, rebuilt here from the same seed
+    seed_everything(int(cfg.seed))
+    model = build_classifier(cfg.cls_model, 6)
+    ood = train_cls.ood_dataset(cfg, train_cls.settings(cfg)["wood"], build_dataset(cfg.data, "train"))
+    assert len(ood) == 10
+    _, probs = train_cls.pooled_features(model, ood, 48, 4, torch.device("cpu"))
+    expected = [ood.ids[i] for i in mine_hard_ood(probs, 6).tolist()]
+    assert metrics["wood"]["mined_ids"] == expected and metrics["wood"]["centers"] == 3
+    assert metrics["wood"]["hardness"] == pytest.approx(sorted(probs.max(1).values.tolist(), reverse=True)[:6],
+                                                        abs=1e-5)
+    assert {"loss_ood", "loss_metric"} <= set(metrics["loss_history"][-1])
+    assert manifest["status"] == "complete"
+
+
+def test_train_cls_with_wood_resumes_after_kill_to_the_same_weights(ood_root, tmp_path) -> None:
+    def train(work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(REPO / "tools" / "train_cls.py"), str(CONFIG), "--work-dir", str(work), *args,
+               "--cfg-options", *_opts(ood_root, **{"train_cls.wood.start_iter": 2})]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=subprocess_env(**(env or {})))
+
+    from stages import train_cls
+    from wsss.config import load_config
+
+    torch.set_num_threads(1)  # uninterrupted run in this process, one thread as the subprocesses
+    train_cls.run(load_config(CONFIG, parse_overrides(_opts(ood_root, **{"train_cls.wood.start_iter": 2})),
+                              tmp_path / "full"))
+    killed = train(tmp_path / "resumed", env={"WSSS_TEST_KILL_AT_ITER": "5"})  # last.pth at 3, after start_iter
+    assert killed.returncode == -signal.SIGKILL
+    assert "wood" in torch.load(tmp_path / "resumed" / "train_cls" / "last.pth", weights_only=False)["extra"]
+    resumed = train(tmp_path / "resumed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(tmp_path / "full" / "train_cls" / "final.pth", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "train_cls" / "final.pth", weights_only=False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
