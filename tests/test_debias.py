@@ -124,3 +124,17 @@ def test_debias_stage_removes_the_rail_and_keeps_the_object(tmp_path: Path) -> N
     assert len(info["biased"]["obj1"]) == 1 and info["biased"]["obj2"] == []
     # seeds are now exact: CAM mIoU 1.0 at the configured threshold
     assert json.loads((wd / "debias" / "metrics.json").read_text())["miou"] == pytest.approx(1.0)
+
+
+def test_backbone_features_are_unit_vectors_per_pixel_and_cluster_maps_match_the_image() -> None:
+    import torch
+
+    from stages.debias import FeatureExtractor, cluster_map
+
+    extract = FeatureExtractor(dict(arch="test_resnet"), scale=1.0)
+    feats = extract(np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8))
+    assert feats.ndim == 3 and feats.shape[1:] == (2, 2)  # test_resnet: stride 32
+    assert np.allclose(np.linalg.norm(feats, axis=0), 1.0, atol=1e-5)
+    centers = torch.from_numpy(feats.reshape(feats.shape[0], -1).T[:2].copy())
+    ids = cluster_map(feats, centers, (64, 48))
+    assert ids.shape == (64, 48) and ids[0, 0] == 0 and ids[0, -1] == 1  # pixel (0,0) -> centre 0, (0,1) -> 1
