@@ -341,6 +341,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool) -> dict:
     if wood:
         _check_wood_model(model)
         ood_ds = ood_dataset(cfg, wood, train_ds)
+        n_mined = len(ood_ds) if wood["top_k"] is None else min(int(wood["top_k"]), len(ood_ds))
+        if n_mined < int(s["batch_size"]) * dist.world_size():  # fail now, not at start_iter
+            raise WSSSError(f"train_cls.wood: {n_mined} OoD images would be mined, fewer than one batch of "
+                            f"{int(s['batch_size']) * dist.world_size()}; raise wood.top_k or add OoD images")
     wood_state: dict[str, Any] | None = None
 
     last = sd.path / "last.pth"
