@@ -22,7 +22,6 @@ Config section::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from wsss import dist
 from wsss.artifacts import write_json_atomic
 from wsss.cam.io import load_cam, save_cam
 from wsss.cluster import kmeans, nearest_center
@@ -133,17 +133,20 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     seed = int(cfg.get("seed", 0))
     maps, biased, stats = find_biased(ds, src_dir, extract, int(s["clusters"]), int(s["max_samples"]), rule, seed)
     out_of = (lambda i: sd.path / "cams" / f"{i}.npz")
-    todo = pending(ds.ids, out_of)
-    for i in tqdm(todo, desc=f"{name} write", unit="img", leave=False):
+    todo = dist.shard(pending(ds.ids, out_of))  # passes 1-2 are identical on every rank; writing is sharded
+    for i in tqdm(todo, desc=f"{name} write", unit="img", leave=False, disable=not dist.is_main()):
         keys, cams = load_cam(src_dir / f"{i}.npz")
         save_cam(out_of(i), keys, remove_biased(keys, cams, maps[i], biased))
-    write_json_atomic(sd.path / "clusters.json", describe(biased, stats, ds.class_names, rule))
+    dist.barrier()
     metrics: dict[str, Any] = {"biased_clusters": int(biased.sum())}
-    if ds.has_masks:
-        result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=float(s["bg_threshold"]))
-        write_metrics(sd.path / "metrics.json", result)
-        log.info("%s\n%s", name, format_cam_report(result, f"{name} vs ground truth ({ds.split})"))
-        metrics["miou"] = result["miou"]
+    result = evaluate_cam_dir(sd.path / "cams", ds, bg_threshold=float(s["bg_threshold"]),
+                              distributed=True) if ds.has_masks else None
+    if dist.is_main():
+        write_json_atomic(sd.path / "clusters.json", describe(biased, stats, ds.class_names, rule))
+        if result is not None:
+            write_metrics(sd.path / "metrics.json", result)
+            log.info("%s\n%s", name, format_cam_report(result, f"{name} vs ground truth ({ds.split})"))
+            metrics["miou"] = result["miou"]
     return close_stage(sd, items=len(ds.ids), metrics=metrics)
 
 

@@ -9,7 +9,8 @@ AMP scaler, iteration, RNG states, loss curve), ``final.pth`` (weights + the ``s
 names, all evaluation needs), ``metrics.json`` (loss curve), ``train.log``.
 
 Training: cross-entropy with ignore 255 (plus, with ``ocr=dict(weight, margin)``, the out-of-candidate
-rectification loss of wsss.losses.ocr against the image-level labels), SGD (backbone ``lr``, head ``lr * head_lr_mult``), poly schedule,
+rectification loss of wsss.losses.ocr against the image-level labels), SGD (backbone ``lr``, head
+``lr * head_lr_mult``), poly schedule,
 albumentations scale / crop / flip / colour jitter, AMP on CUDA, DDP under torchrun (``batch_size`` is per
 GPU). ``--resume`` continues from ``last.pth`` bit-for-bit on CPU: the batch order comes from
 :class:`ResumableBatchSampler` and each sample's augmentation from (seed, epoch, index), and the DataLoader gets
