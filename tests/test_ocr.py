@@ -99,3 +99,13 @@ def test_train_seg_with_ocr_trains_and_logs_a_loss(tmp_path: Path) -> None:
                                    ocr=dict(weight=1.0, margin=1.0)))
     manifest = train_seg.run(cfg)
     assert manifest["status"] == "complete" and np.isfinite(manifest["metrics"]["loss_last"])
+
+
+def test_chunked_pixels_give_the_same_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wsss.losses.ocr as ocr_module
+
+    logits = torch.randn(2, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    cand = candidate_mask(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    whole = ocr_loss(logits, cand, 0.5)
+    monkeypatch.setattr(ocr_module, "_CHUNK", 3)
+    assert ocr_loss(logits, cand, 0.5).item() == pytest.approx(whole.item(), rel=1e-6) and whole.item() > 0

@@ -51,15 +51,12 @@ def ocr_loss(logits: torch.Tensor, candidates: torch.Tensor, margin: float = 1.0
     bi, yi, xi = ooc.nonzero(as_tuple=True)
     if bi.numel() == 0:
         return logits.sum() * 0.0
-    cand = candidates[bi]  # [N, C]
-    ic = cand.float()
-    oc = (~cand).float()
-    pairs = ic[:, :, None] * oc[:, None, :]  # [N, C_i, C_j]: 1 where i in IC, j in OC
-    n_pairs = pairs.sum((1, 2)).clamp(min=1)
     total = logits.new_zeros(())
     for s in range(0, bi.numel(), _CHUNK):
         sl = slice(s, s + _CHUNK)
+        cand = candidates[bi[sl]].float()  # [n, C]
+        pairs = cand[:, :, None] * (1.0 - cand)[:, None, :]  # [n, i, j]: 1 where i in IC, j in OC
         scores = logits[bi[sl], :, yi[sl], xi[sl]]  # [n, C]
         hinge = torch.relu(margin + scores[:, None, :] - scores[:, :, None])  # [n, i, j] = m + s_j - s_i
-        total = total + ((hinge * pairs[sl]).sum((1, 2)) / n_pairs[sl]).sum()
+        total = total + ((hinge * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp(min=1)).sum()
     return total / bi.numel()
