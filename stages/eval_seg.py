@@ -10,7 +10,9 @@ trained with). Writes ``<work_dir>/<name>/``:
 * ``metrics.json``: ``miou`` / ``per_class`` / ``pixel_accuracy`` of the single-scale prediction, ``ms`` and
   ``crf`` summaries with ``miou_ms`` / ``miou_crf`` when configured, and ``ratio_to_full`` (our final mIoU over
   the fully supervised model's, read from ``<work_dir>/<eval_seg.upper_bound>/metrics.json`` when it exists; the
-  text "bound not converged" with ``bound_reason`` instead when that bound fails :mod:`wsss.eval.bound`).
+  text "bound not converged" with ``bound_reason`` instead when that bound fails :mod:`wsss.eval.bound`),
+  ``ooc_share`` / ``ooc_share_<variant>``: the share of pixels predicted as a class absent from the image's
+  labels (out-of-candidate; compare runs with and without ``train_seg.ocr``).
 * ``confusion.png`` (row-normalised confusion matrix of the final prediction), ``per_class_iou.png``.
 
 ``eval_seg.name`` renames the folder (``eval_seg_gt`` evaluates the upper bound, ``input='train_seg_gt'``).
@@ -162,11 +164,22 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, sec: Mapping[str, A
     return out
 
 
+def ooc_pixels(pred: np.ndarray, label_vector: np.ndarray) -> tuple[int, int]:
+    """(pixels predicted as a class absent from the image's labels, all pixels) of one prediction.
+
+    pred: [H, W] uint8 classes; label_vector: [C-1] multi-hot foreground labels (background is always a
+    candidate). The ratio over a split is the out-of-candidate share that OCR (train_seg.ocr) lowers."""
+    allowed = np.concatenate([[True], label_vector > 0])
+    return int((~allowed[pred.astype(np.int64)]).sum()), int(pred.size)
+
+
 def predict_split(model: torch.nn.Module, ds: SegDataset, ids: Sequence[str], sec: Mapping[str, Any],
                   device: torch.device, dirs: Mapping[str, Path] | None = None,
-                  matrices: Mapping[str, ConfusionMatrix] | None = None, crf: Any = None) -> None:
+                  matrices: Mapping[str, ConfusionMatrix] | None = None, crf: Any = None,
+                  ooc: Mapping[str, torch.Tensor] | None = None) -> None:
     """Predict ``ids``: write each variant's palette PNG to ``dirs[variant]/<id>.png`` (the final variant last,
-    so its existence marks the image done) and/or add them to ``matrices[variant]`` against ground truth."""
+    so its existence marks the image done) and/or add them to ``matrices[variant]`` against ground truth and
+    their out-of-candidate counts to ``ooc[variant]`` (int64 [2]: OC pixels, pixels)."""
     names = variants(sec)
     for image_id in tqdm(ids, desc="eval_seg", disable=not dist.is_main() or not ids, leave=False):
         preds = predict_image(model, ds.image(image_id), sec, device, crf)
@@ -174,14 +187,19 @@ def predict_split(model: torch.nn.Module, ds: SegDataset, ids: Sequence[str], se
             gt = ds.mask(image_id)
             for v in names:
                 matrices[v].update(preds[v], gt)
+        if ooc is not None:
+            for v in names:
+                ooc[v] += torch.tensor(ooc_pixels(preds[v], ds.label_vector(image_id)))
         if dirs is not None:
             for v in names:
                 save_mask(dirs[v] / f"{image_id}.png", preds[v])
 
 
 def score_predictions(ds: SegDataset, ids: Sequence[str], dirs: Mapping[str, Path],
-                      distributed: bool = False) -> dict[str, ConfusionMatrix]:
-    """Confusion matrices of saved predictions against the ground truth of ``ids``, one per variant.
+                      distributed: bool = False,
+                      ooc: Mapping[str, torch.Tensor] | None = None) -> dict[str, ConfusionMatrix]:
+    """Confusion matrices of saved predictions against the ground truth of ``ids``, one per variant; with
+    ``ooc`` also each variant's out-of-candidate counts added to ``ooc[variant]`` (int64 [2], summed over ranks).
 
     ``distributed``: call on every rank; each scores its shard and the matrices are summed (exact integers)."""
     mats = {v: ConfusionMatrix(ds.num_classes) for v in dirs}
@@ -196,15 +214,26 @@ def score_predictions(ds: SegDataset, ids: Sequence[str], dirs: Mapping[str, Pat
                     raise InputError(d / f"{image_id}.png", f"prediction {pred.shape} does not match ground "
                                                             f"truth {gt.shape}; delete it and re-run")
                 mats[v].update(pred, gt)
+                if ooc is not None:
+                    ooc[v] += torch.tensor(ooc_pixels(pred, ds.label_vector(image_id)))
     except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
         error = e
     if distributed:
         dist.raise_first_error(error)
         for m in mats.values():
             m.reduce()
+        for v in ooc or {}:
+            ooc[v].copy_(dist.all_reduce_sum(ooc[v]))
     elif error is not None:
         raise error
     return mats
+
+
+def ooc_summary(ooc: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """{``ooc_share_<variant>``: OC pixels / pixels} and ``ooc_share`` of the single-scale prediction."""
+    out = {f"ooc_share_{v}": round(float(t[0]) / max(1, int(t[1])), 6) for v, t in ooc.items()}
+    out["ooc_share"] = out["ooc_share_ss"]
+    return out
 
 
 def summarize(mats: Mapping[str, ConfusionMatrix], class_names: Sequence[str], sec: Mapping[str, Any]) -> dict:
@@ -339,18 +368,22 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
             log.warning("%s: split '%s' of %s has no ground-truth masks: %d predictions written to %s, no mIoU",
                         name, split, ds.name, len(ds), dirs[names[-1]])
             return close_stage(sd, items=len(ds), metrics={}, ground_truth=False)
-        mats = score_predictions(ds, ds.ids, dirs, distributed=True)
+        ooc = {v: torch.zeros(2, dtype=torch.int64) for v in names}
+        mats = score_predictions(ds, ds.ids, dirs, distributed=True, ooc=ooc)
     else:
         mats = {v: ConfusionMatrix(ds.num_classes) for v in names}
-        predict_split(model, ds, dist.shard(ds.ids), sec, device, matrices=mats, crf=crf)
+        ooc = {v: torch.zeros(2, dtype=torch.int64) for v in names}
+        predict_split(model, ds, dist.shard(ds.ids), sec, device, matrices=mats, crf=crf, ooc=ooc)
         for m in mats.values():
             m.reduce()
+        for v in names:
+            ooc[v].copy_(dist.all_reduce_sum(ooc[v]))
 
     manifest_metrics: dict[str, Any] = {}
     if dist.is_main():
         assert mats is not None
         metrics = summarize(mats, ds.class_names, sec)
-        metrics.update(split=split, images=len(ds), input=str(sec["input"]))
+        metrics.update(split=split, images=len(ds), input=str(sec["input"]), **ooc_summary(ooc))
         attach_ratio(metrics, work_dir, name, sec["upper_bound"])
         for v in names:
             title = f"{name} {split}: {variant_title(v, sec)}"
@@ -362,8 +395,9 @@ def run(cfg: Config, resume: bool = False, force: bool = False) -> dict:
         save_figure(iou_bar_figure({variant_title(v, sec): mats[v].iou().tolist() for v in names}, ds.class_names,
                                    f"{name}: per-class IoU on {split}"), sd.path / "per_class_iou.png")
         write_json_atomic(sd.path / "metrics.json", metrics)
-        log.info("%s: %s", name, report_line(metrics, split))
+        log.info("%s: %s; out-of-candidate pixels %.2f%% (ss)", name, report_line(metrics, split),
+                 100 * metrics["ooc_share"])
         manifest_metrics = {k: metrics[k] for k in ("miou", "miou_ms", "miou_crf", "miou_final", "ratio_to_full",
-                                                          "bound_reason")
+                                                    "bound_reason", "ooc_share")
                             if k in metrics}
     return close_stage(sd, items=len(ds), metrics=manifest_metrics)

@@ -21,6 +21,9 @@ the pooled backbone features of V augmented views of every training image once
 (``<work_dir>/train_cls/features/<id>.npy``, float32 [V, C], written atomically, reused on resume) and trains
 the head on them: each sample draws one of its V views from (seed, epoch, index). Minutes on a CPU.
 
+``train_cls.wood=dict(...)`` adds W-OoD (out-of-distribution images as all-negative plus a metric loss that
+pulls features to class prototypes and away from OoD cluster centres; see docs/stage_cls_cam.md, "W-OoD").
+
 The stage only uses the classifier interface of :mod:`wsss.models.registry`
 (``losses``, ``forward``, ``param_groups``), so any registered classifier trains here unchanged.
 """
@@ -35,14 +38,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from wsss import dist
 from wsss.artifacts import atomic_path, write_json_atomic
 from wsss.config import Config
+from wsss.cluster import kmeans
+from wsss.data.base import IMAGE_SUFFIXES, SegDataset
 from wsss.data.build import build_dataset
 from wsss.data.torch_sets import ClassificationSet
 from wsss.data.transforms import CLS_AUGMENTATIONS, classification_train_transform, classification_transform
@@ -51,10 +59,11 @@ from wsss.engine.sampling import ResumableBatchSampler
 from wsss.engine.schedule import build_scheduler
 from wsss.engine.seed import seed_everything
 from wsss.engine.stage import close_stage, open_stage, stage_run
-from wsss.errors import WSSSError
+from wsss.errors import InputError, WSSSError
 from wsss.eval.cam_eval import mean_average_precision
 from wsss.log import log_to
 from wsss.models.multilabel_loss import LOSSES, build_loss
+from wsss.losses.wood import class_prototypes, mine_hard_ood, wood_metric_loss
 from wsss.models.registry import build_classifier
 from wsss.schema import Rule, Schema
 
@@ -71,7 +80,14 @@ DEFAULTS: dict[str, Any] = dict(
     augmentation_options=None, ckpt_interval=500,
     val_interval=0, val_batch_size=None, log_interval=50, num_workers=2, amp=True, grad_clip=None,
     find_unused_parameters=False, loss="bce", pos_weight_max=None, asl=None, cache_views=0,
-    cache_batch_size=16)
+    cache_batch_size=16, wood=None)
+
+#: ``train_cls.wood`` (W-OoD, wsss.losses.wood): OoD data from ``ood_split`` (a split of ``data``; only its
+#: images without labels are used) or ``ood_dir`` (a folder of images); from iteration ``start_iter`` (default
+#: iters // 2) the ``top_k`` hardest OoD images (all when None) train as all-negative (``ood_weight``) and the
+#: metric loss (``weight``) uses ``clusters`` k-means centres of their features, ``near_fraction`` nearest pairs.
+WOOD_DEFAULTS: dict[str, Any] = dict(ood_split=None, ood_dir=None, start_iter=None, top_k=None, clusters=8,
+                                     near_fraction=0.2, weight=0.01, ood_weight=0.3)
 
 
 def inputs(cfg: Config) -> list[str]:
@@ -97,7 +113,9 @@ SCHEMAS = (SCHEMA,)
 
 def settings(cfg: Config) -> dict[str, Any]:
     """``train_cls`` section with defaults filled in (unknown keys and wrong values are refused, one line)."""
-    return SCHEMA.resolve(cfg.get("train_cls"))
+    out = SCHEMA.resolve(cfg.get("train_cls"))
+    out["wood"] = wood_settings(out["wood"], int(out["iters"]))
+    return out
 
 
 def train_transform(s: dict[str, Any]):
@@ -108,6 +126,47 @@ def train_transform(s: dict[str, Any]):
                                               float(s["color_jitter"]), dict(s["augmentation_options"] or {}))
     except ValueError as e:
         raise WSSSError(f"train_cls.augmentation: {e}") from e
+
+
+def wood_settings(value: Any, iters: int) -> dict[str, Any] | None:
+    """``train_cls.wood`` with defaults filled in, or None when off; refuses unknown keys and bad values."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise WSSSError(f"train_cls.wood must be a dict, got {value!r}")
+    unknown = sorted(set(value) - set(WOOD_DEFAULTS))
+    if unknown:
+        raise WSSSError(f"train_cls.wood: unknown keys {unknown}; known: {sorted(WOOD_DEFAULTS)}")
+    w = {**WOOD_DEFAULTS, **dict(value)}
+    if bool(w["ood_split"]) == bool(w["ood_dir"]):
+        raise WSSSError("train_cls.wood needs exactly one of ood_split (a split of data) or ood_dir (a folder)")
+    w["start_iter"] = iters // 2 if w["start_iter"] is None else int(w["start_iter"])
+    if not 0 <= w["start_iter"] < iters:
+        raise WSSSError(f"train_cls.wood.start_iter must be in [0, {iters}), got {w['start_iter']}")
+    if not 0.0 < float(w["near_fraction"]) <= 1.0 or int(w["clusters"]) < 1:
+        raise WSSSError(f"train_cls.wood: need 0 < near_fraction <= 1 and clusters >= 1, got {w}")
+    return w
+
+
+def ood_dataset(cfg: Config, wood: dict[str, Any], train_ds: SegDataset) -> SegDataset:
+    """The OoD candidates: the label-free images of split ``ood_split`` or every image of ``ood_dir``."""
+    if wood["ood_split"]:
+        ds = build_dataset(cfg.data, str(wood["ood_split"]))
+        ids = [i for i in ds.ids if not ds.labels.get(i)]
+        where = f"split '{wood['ood_split']}'"
+        ds = replace(ds, ids=ids, labels={i: [] for i in ids})
+    else:
+        folder = Path(str(wood["ood_dir"]))
+        if not folder.is_dir():
+            raise InputError(folder, "train_cls.wood.ood_dir: folder not found")
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        ids = [p.stem for p in paths]
+        where = f"folder {folder}"
+        ds = SegDataset("ood_dir", "ood", ids, list(train_ds.class_names), folder, {},
+                        image_paths={p.stem: p for p in paths})
+    if not ids:
+        raise WSSSError(f"train_cls.wood: {where} holds no image without labels (no OoD data)")
+    return ds
 
 
 class _EpochIndexed(Dataset):
@@ -132,8 +191,70 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, iteration: int) -> dict[str, torch.Tensor]:
-        return self.model.losses(images, labels, iteration)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, iteration: int,
+                ood_images: torch.Tensor | None = None, wood: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+        if wood is None:
+            return self.model.losses(images, labels, iteration)
+        return wood_losses(self.model, images, labels, ood_images, wood)
+
+
+def _check_wood_model(model: nn.Module) -> None:
+    if not (hasattr(model, "backbone") and hasattr(model, "_logits") and getattr(model, "pool", None) == "avg"):
+        raise WSSSError("train_cls.wood needs cls_model type 'cam_classifier' with pool='avg' (pooled features)")
+
+
+def wood_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ood_images: torch.Tensor,
+                wood: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """W-OoD training losses of one batch: multi-label loss on the in-distribution images, all-negative loss on
+    the OoD images and the metric loss of the pooled in-distribution features (wsss.losses.wood).
+    ``wood``: settings plus ``prototypes`` [K, D], ``present`` [K], ``centers`` [M, D] (on the device)."""
+    pooled = model.backbone(images).mean(dim=(2, 3))
+    logits = model._logits(pooled).float()
+    cls = F.multilabel_soft_margin_loss(logits, labels.float())
+    ood_logits = model(ood_images).float()
+    ood = F.multilabel_soft_margin_loss(ood_logits, torch.zeros_like(ood_logits))
+    metric = wood_metric_loss(pooled, labels, wood["prototypes"], wood["centers"], float(wood["near_fraction"]),
+                              wood["present"])
+    loss = cls + float(wood["weight"]) * metric + float(wood["ood_weight"]) * ood
+    return {"loss": loss, "loss_cls": cls.detach(), "loss_ood": ood.detach(), "loss_metric": metric.detach()}
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, ds: SegDataset, crop_size: int, batch_size: int,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled features [N, D], class probabilities [N, K]) of every image of ``ds`` in order (eval mode,
+    resized to ``crop_size``, no augmentation)."""
+    was_training = model.training
+    model.eval()
+    data = ClassificationSet(ds, classification_transform(crop_size, train=False), seed=0)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0,
+                        generator=torch.Generator().manual_seed(0))
+    feats, probs = [], []
+    for images, _, _ in loader:
+        pooled = model.backbone(images.to(device)).mean(dim=(2, 3)).float()
+        feats.append(pooled.cpu())
+        probs.append(torch.sigmoid(model._logits(pooled)).float().cpu())
+    model.train(was_training)
+    return torch.cat(feats), torch.cat(probs)
+
+
+def prepare_wood(model: nn.Module, train_ds: SegDataset, ood_ds: SegDataset, s: dict[str, Any], seed: int,
+                 device: torch.device) -> dict[str, Any]:
+    """W-OoD state from the classifier as trained so far: class prototypes of the training images, the mined
+    hard OoD images and the k-means centres of their features. Saved in ``last.pth`` so a resume reuses it."""
+    wood = s["wood"]
+    bs = int(s["val_batch_size"] or s["batch_size"])
+    feats, _ = pooled_features(model, train_ds, int(s["crop_size"]), bs, device)
+    labels = torch.from_numpy(np.stack([train_ds.label_vector(i) for i in train_ds.ids]))
+    prototypes, present = class_prototypes(feats, labels)
+    ood_feats, ood_probs = pooled_features(model, ood_ds, int(s["crop_size"]), bs, device)
+    mined = mine_hard_ood(ood_probs, wood["top_k"])
+    _, centers = kmeans(ood_feats[mined], int(wood["clusters"]), seed=seed)
+    hardness = ood_probs.max(dim=1).values[mined]
+    log.info("W-OoD: %d of %d OoD images mined (max class score %.3f..%.3f), %d centres, %d prototypes",
+             len(mined), len(ood_ds), float(hardness.min()), float(hardness.max()), len(centers), int(present.sum()))
+    return {"prototypes": prototypes, "present": present, "centers": centers,
+            "mined_ids": [ood_ds.ids[int(i)] for i in mined], "hardness": [round(float(h), 6) for h in hardness]}
 
 
 def build_optimizer(model: nn.Module, s: dict[str, Any]) -> torch.optim.Optimizer:
@@ -231,6 +352,23 @@ def evaluate_map(model: nn.Module, ds, crop_size: int, batch_size: int, device: 
             "ap": {names[k]: (None if math.isnan(v) else round(float(v), 6)) for k, v in enumerate(ap)}}
 
 
+def _ood_loader(ood_ds: SegDataset, mined_ids: list[str], s: dict[str, Any], seed: int, n_iters: int,
+                start_iter: int, device: torch.device):
+    """Iterator over augmented OoD batches (images, all-zero labels, index) of the mined images, resumable like
+    the main loader: iteration ``start_iter`` of ``n_iters`` (counted from wood.start_iter)."""
+    mined = replace(ood_ds, ids=list(mined_ids), labels={i: [] for i in mined_ids})
+    bs = int(s["batch_size"])
+    if len(mined) < bs * dist.world_size():
+        raise WSSSError(f"train_cls.wood: {len(mined)} mined OoD images, fewer than one batch of "
+                        f"{bs * dist.world_size()}; raise wood.top_k or add OoD images")
+    data = _EpochIndexed(ClassificationSet(
+        mined, classification_transform(int(s["crop_size"]), train=True, scale_range=tuple(s["scale_range"]),
+                                        color_jitter=float(s["color_jitter"])), seed=seed + 1))
+    sampler = ResumableBatchSampler(len(mined), bs, n_iters, seed=seed + 1, start_iter=start_iter)
+    return iter(DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
+                           pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed + 1)))
+
+
 def _val_split(cfg: Config):
     split = cfg.data.get("val_split")
     if not split:
@@ -282,6 +420,20 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     use_amp = bool(s["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
+    wood = s["wood"]
+    ood_ds = None
+    if wood:
+        _check_wood_model(model)
+        if views:
+            raise WSSSError("train_cls.wood trains the backbone's features on OoD images; it does not combine "
+                            "with train_cls.cache_views (head-only training on cached features)")
+        ood_ds = ood_dataset(cfg, wood, train_ds)
+        n_mined = len(ood_ds) if wood["top_k"] is None else min(int(wood["top_k"]), len(ood_ds))
+        if n_mined < int(s["batch_size"]) * dist.world_size():  # fail now, not at start_iter
+            raise WSSSError(f"train_cls.wood: {n_mined} OoD images would be mined, fewer than one batch of "
+                            f"{int(s['batch_size']) * dist.world_size()}; raise wood.top_k or add OoD images")
+    wood_state: dict[str, Any] | None = None
+
     last = sd.path / "last.pth"
     start = 0
     history: list[dict[str, Any]] = []
@@ -289,6 +441,7 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
         state = load_checkpoint(last, model, optimizer, scheduler, scaler)
         start = int(state["iteration"])
         history = list((state.get("extra") or {}).get("history", []))
+        wood_state = (state.get("extra") or {}).get("wood")
     elif resume:
         log.info("--resume: no %s yet, starting from iteration 0", last)
 
@@ -304,7 +457,7 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
         targets = torch.from_numpy(label_matrix(train_ds))
         loader = sampler
 
-        def step(batch) -> dict[str, torch.Tensor]:
+        def step(batch, ood_images=None, wood_dev=None) -> dict[str, torch.Tensor]:
             idx = [k for _, k in batch]
             pooled = torch.stack([feats[k, view_of(int(cfg.seed), e, k, views)] for e, k in batch])
             return model.head_losses(pooled.to(device), targets[idx].to(device))
@@ -313,9 +466,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
         loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
                             pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))
 
-        def step(batch) -> dict[str, torch.Tensor]:
+        def step(batch, ood_images=None, wood_dev=None) -> dict[str, torch.Tensor]:
             images, labels, _idx = batch
-            return net(images.to(device, non_blocking=True), labels.to(device, non_blocking=True), it)
+            return net(images.to(device, non_blocking=True), labels.to(device, non_blocking=True), it,
+                       ood_images, wood_dev)
     val_ds = _val_split(cfg)
     val_bs = int(s["val_batch_size"] or s["batch_size"])
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
@@ -331,9 +485,18 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     t0 = time.time()
     running: dict[str, float] = {}
     it = start
+    ood_batches = None
+    wood_dev: dict[str, Any] | None = None
     for it, batch in enumerate(loader, start=start):
+        if wood and it >= wood["start_iter"] and ood_batches is None:
+            if wood_state is None:
+                wood_state = prepare_wood(model, train_ds, ood_ds, s, int(cfg.seed), device)
+            wood_dev = {**wood, **{k: wood_state[k].to(device) for k in ("prototypes", "present", "centers")}}
+            ood_batches = _ood_loader(ood_ds, wood_state["mined_ids"], s, int(cfg.seed), iters - wood["start_iter"],
+                                      it - wood["start_iter"], device)
+        ood_images = next(ood_batches)[0].to(device, non_blocking=True) if ood_batches is not None else None
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            losses = step(batch)
+            losses = step(batch, ood_images, wood_dev)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             raise WSSSError(f"train_cls: loss is {loss.item()} at iteration {it}; lower train_cls.lr")
@@ -362,7 +525,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
             history.append({"iter": done_iters, "lr": lr, **{k: round(v, 6) for k, v in means.items()}})
         if done_iters % int(s["ckpt_interval"]) == 0 or done_iters == iters:
             if dist.is_main():
-                save_checkpoint(last, model, optimizer, scheduler, scaler, done_iters, extra={"history": history})
+                extra: dict[str, Any] = {"history": history}
+                if wood_state is not None:
+                    extra["wood"] = wood_state
+                save_checkpoint(last, model, optimizer, scheduler, scaler, done_iters, extra=extra)
             dist.barrier()
         if val_ds is not None and int(s["val_interval"]) > 0 and done_iters % int(s["val_interval"]) == 0 \
                 and done_iters != iters:
@@ -376,6 +542,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     if start < iters and it + 1 < iters:
         raise WSSSError(f"train_cls: data ran out at iteration {it + 1} of {iters}")
     metrics: dict[str, Any] = {"iters": iters, "loss_history": history}
+    if wood_state is not None:
+        metrics["wood"] = {"start_iter": wood["start_iter"], "ood_candidates": len(ood_ds), "mined_ids":
+                           wood_state["mined_ids"], "hardness": wood_state["hardness"],
+                           "centers": int(wood_state["centers"].shape[0])}
     if val_ds is not None:
         m = evaluate_map(model, val_ds, int(s["crop_size"]), val_bs, device)
         metrics.update({"val_map": m["map"], "val_ap": m["ap"], "val_split": val_ds.split,
@@ -386,5 +556,5 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
         with atomic_path(sd.path / "final.pth") as tmp:
             torch.save(model.state_dict(), tmp)
         write_json_atomic(sd.path / "metrics.json", metrics)
-    brief = {k: v for k, v in metrics.items() if k not in ("val_ap", "loss_history")}
+    brief = {k: v for k, v in metrics.items() if k not in ("val_ap", "loss_history", "wood")}
     return close_stage(sd, items=iters, metrics=brief, world_size=dist.world_size())

@@ -12,7 +12,9 @@ names, all evaluation needs), ``metrics.json`` (loss curve), ``train.log``; with
 fully supervised bound that eval_seg applies before printing a ratio. Measuring the curve changes no weight, so
 ``eval_points`` is left out of the stage's config hash.
 
-Training: cross-entropy with ignore 255, SGD (backbone ``lr``, head ``lr * head_lr_mult``), poly schedule,
+Training: cross-entropy with ignore 255 (plus, with ``ocr=dict(weight, margin)``, the out-of-candidate
+rectification loss of wsss.losses.ocr against the image-level labels), SGD (backbone ``lr``, head
+``lr * head_lr_mult``), poly schedule,
 albumentations scale / crop / flip / colour jitter, AMP on CUDA, DDP under torchrun (``batch_size`` is per
 GPU). ``--resume`` continues from ``last.pth`` bit-for-bit on CPU: the batch order comes from
 :class:`ResumableBatchSampler` and each sample's augmentation from (seed, epoch, index), and the DataLoader gets
@@ -50,6 +52,7 @@ from wsss.errors import InputError, StageSkipped, WSSSError
 from wsss.eval.bound import curve_converged
 from wsss.eval.confusion import ConfusionMatrix
 from wsss.eval.seg_infer import image_to_tensor, predict_probs
+from wsss.losses.ocr import candidate_mask, ocr_loss
 from wsss.models.seg import SEG_MODEL_DEFAULTS, build_segmentor
 from wsss.schema import Rule, Schema
 
@@ -64,6 +67,7 @@ DEFAULTS: dict[str, Any] = dict(
     momentum=0.9, weight_decay=1e-4, lr_schedule="poly", power=0.9, warmup_iters=0, crop_size=512,
     scale_range=(0.5, 2.0), color_jitter=0.3, ckpt_interval=1000, log_interval=50, num_workers=4, amp=True,
     eval_points=0,
+    ocr=None,
 )
 #: The val-mIoU curve written with ``eval_points`` (eval_seg reads it to judge the fully supervised bound).
 CURVE_FILE = "curve.json"
@@ -80,10 +84,30 @@ SCHEMA = Schema("train_seg", DEFAULTS, rules=dict(
     runtime=("ckpt_interval", "log_interval", "num_workers", "name"), evaluation=("eval_points",))
 SCHEMAS = (SCHEMA,)
 
+#: Keys of ``train_seg.ocr`` (out-of-candidate rectification, wsss.losses.ocr) and their defaults.
+OCR_DEFAULTS: dict[str, Any] = dict(weight=1.0, margin=1.0)
+
 
 def section(cfg: Config) -> dict[str, Any]:
     """The ``train_seg`` section with defaults filled in (unknown keys and wrong values are a one-line error)."""
-    return SCHEMA.resolve(to_plain(cfg.get("train_seg") or {}))
+    sec = SCHEMA.resolve(to_plain(cfg.get("train_seg") or {}))
+    sec["ocr"] = ocr_settings(sec["ocr"])
+    return sec
+
+
+def ocr_settings(value: Any) -> dict[str, float] | None:
+    """``train_seg.ocr``: None / empty (off) or dict(weight=..., margin=...), defaults filled in."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise WSSSError(f"train_seg.ocr must be a dict(weight=..., margin=...), got {value!r}")
+    unknown = sorted(set(value) - set(OCR_DEFAULTS))
+    if unknown:
+        raise WSSSError(f"unknown train_seg.ocr key(s) {unknown}; expected some of {sorted(OCR_DEFAULTS)}")
+    out = {k: float(v) for k, v in {**OCR_DEFAULTS, **value}.items()}
+    if out["weight"] < 0 or out["margin"] < 0:
+        raise WSSSError(f"train_seg.ocr weight and margin must be >= 0, got {out}")
+    return out
 
 
 def stage_name(cfg: Config) -> str:
@@ -261,18 +285,23 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
     if val_ds is not None and not val_ds.has_masks:
         raise WSSSError(f"train_seg.eval_points={sec['eval_points']} needs ground-truth masks on split "
                         f"'{val_ds.split}'")
+    ocr = sec["ocr"]
+    label_table = torch.from_numpy(np.stack([ds.label_vector(i) for i in ds.ids])) if ocr else None
     net.train()
     win_sum = torch.tensor(float(window[0]), device=device)  # on device: no GPU sync per iteration
     win_n = int(window[1])
     log_every, ckpt_every = max(1, int(sec["log_interval"])), max(1, int(sec["ckpt_interval"]))
     bar = tqdm(loader, total=iters, initial=start, desc=name, disable=not dist.is_main(), leave=False)
     it = start
-    for images, targets, _ in bar:
+    for images, targets, index in bar:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = net(images)
         loss = seg_loss(logits, targets)
+        if ocr:
+            candidates = candidate_mask(label_table[index].to(device))
+            loss = loss + ocr["weight"] * ocr_loss(logits, candidates, ocr["margin"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

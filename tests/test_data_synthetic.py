@@ -137,3 +137,27 @@ def test_make_synthetic_cli_prints_class_counts_and_preview(tmp_path, capsys):
     assert "train: 16 images; images per class: disc" in out and "share on own background" in out
     grid = cv2.imread(str(preview))
     assert grid.shape[1] == 4 * 128 + 3 * 4 and grid.shape[0] > 4 * 64
+
+
+def test_context_only_split_has_empty_labels_and_each_class_background(tmp_path):
+    root = tmp_path / "syn"
+    S.generate_synthetic(root, 4, 1, seed=5, size=48, num_ood=8)
+    ood = load_voc(root, S.OOD_SPLIT)
+    assert ood.ids == [f"ood_{i:05d}" for i in range(8)]
+    meta = json.loads((root / "synthetic.json").read_text())
+    assert meta["params"]["num_ood"] == 8
+    for i, image_id in enumerate(ood.ids):
+        assert ood.labels[image_id] == [] and not ood.mask(image_id).any()
+        assert meta["backgrounds"][image_id] == S.CLASS_STYLES[i % 6].background
+    assert [S.context_kind(i, 6) for i in range(6)] == ["grass", "road", "water", "sky", "sand", "brick"]
+    # the train split is byte-identical to a dataset generated without context-only images
+    S.generate_synthetic(tmp_path / "plain", 4, 1, seed=5, size=48)
+    assert {k: v for k, v in tree_bytes(root).items() if "train_" in k} == \
+        {k: v for k, v in tree_bytes(tmp_path / "plain").items() if "train_" in k}
+    # deterministic, and without effects or distractors the image is exactly the background of that kind
+    S.generate_synthetic(tmp_path / "again", 4, 1, seed=5, size=48, num_ood=8)
+    assert tree_bytes(tmp_path / "again")["JPEGImages/ood_00003.png"] == tree_bytes(root)["JPEGImages/ood_00003.png"]
+    plain = S.render_context(np.random.default_rng(1), "water", 48, distractor_prob=0.0, photometric=False)
+    rng = np.random.default_rng(1)
+    expected = np.clip(np.rint(S.render_background("water", rng, 48)), 0, 255).astype(np.uint8)
+    assert np.array_equal(plain, expected)

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-objects", type=int, default=3, help="objects per image: 1..N (default 3)")
     ap.add_argument("--distractors", type=float, default=0.5,
                     help="probability of 1-2 unlabelled distractor blobs per image (default 0.5)")
+    ap.add_argument("--num-ood", type=int, default=0,
+                    help="context-only images (a class's own background, no object, no label) in split 'ood', "
+                         "the out-of-distribution data of W-OoD (default 0)")
     ap.add_argument("--format", choices=("png", "jpg"), default="png", help="image file format (default png)")
     ap.add_argument("--preview", type=Path, default=None, help="also write a 16-sample grid picture here")
     args = ap.parse_args(argv)
@@ -78,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate_synthetic(args.out, args.num_train, args.num_val, args.seed, size=args.size,
                                      num_classes=args.classes, bias=args.bias, max_objects=args.max_objects,
                                      distractor_prob=args.distractors, image_format=args.format,
+                                     num_ood=args.num_ood,
                                      progress=lambda it: tqdm(it, desc="synthetic", unit="img"))
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     dt = time.perf_counter() - t0
-    n = args.num_train + args.num_val
+    n = args.num_train + args.num_val + args.num_ood
     print(f"wrote {n} images of {args.size}x{args.size} to {args.out} in {dt:.2f} s "
           f"({1000 * dt / max(n, 1):.1f} ms/image)")
     for split, s in summary.items():

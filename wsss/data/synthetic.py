@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 BACKGROUNDS: tuple[str, ...] = ("grass", "water", "road", "sky", "sand", "brick")
 META_FILE = "synthetic.json"
-_SPLIT_CODES = {"train": 0, "val": 1}
+_SPLIT_CODES = {"train": 0, "val": 1, "ood": 2}
+#: The split of context-only images (``num_ood``): backgrounds without any object, labels empty.
+OOD_SPLIT = "ood"
 
 
 @dataclass(frozen=True)
@@ -293,12 +295,7 @@ def render_sample(rng: np.random.Generator, size: int = 128, num_classes: int = 
     s = size / 128.0
     kind, classes = sample_layout(rng, num_classes, bias, min_objects, max_objects)
     styles = CLASS_STYLES[:num_classes]
-    img = render_background(kind, rng, size)
-
-    if rng.random() < distractor_prob:
-        for _ in range(int(rng.integers(1, 3))):
-            a, tex = _distractor(rng, size)
-            img = _blend(img, tex, a)
+    img = _background_with_distractors(kind, rng, size, distractor_prob)
 
     inst = np.full((size, size), -1, np.int16)  # which placed object is on top (-1: background)
     areas: list[int] = []
@@ -325,15 +322,45 @@ def render_sample(rng: np.random.Generator, size: int = 128, num_classes: int = 
             placed.append(int(cls) + 1)
             break
 
+    image = _finish(img, rng, size, photometric)
+    lut = np.asarray([0] + placed, np.uint8)
+    mask = lut[inst.astype(np.int64) + 1]
+    return image, mask, kind
+
+
+def _background_with_distractors(kind: str, rng: np.random.Generator, size: int,
+                                 distractor_prob: float) -> np.ndarray:
+    """[size, size, 3] float32: a background of ``kind`` with, with probability ``distractor_prob``, 1-2 blobs."""
+    img = render_background(kind, rng, size)
+    if rng.random() < distractor_prob:
+        for _ in range(int(rng.integers(1, 3))):
+            a, tex = _distractor(rng, size)
+            img = _blend(img, tex, a)
+    return img
+
+
+def _finish(img: np.ndarray, rng: np.random.Generator, size: int, photometric: bool) -> np.ndarray:
+    """Illumination gradient, colour cast, noise and blur (when ``photometric``), rounded to uint8."""
     if photometric:
         img *= _c3(0.8 + 0.4 * smooth_noise(rng, size, 2))  # illumination gradient
         img = _scale3(img, rng.uniform(0.92, 1.08, 3))  # colour cast
         img += rng.normal(0, rng.uniform(2, 7), img.shape).astype(np.float32)
         img = cv2.GaussianBlur(img, (0, 0), 0.5)
-    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    lut = np.asarray([0] + placed, np.uint8)
-    mask = lut[inst.astype(np.int64) + 1]
-    return image, mask, kind
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def context_kind(index: int, num_classes: int) -> str:
+    """The background kind of context-only image ``index``: the own background of class ``index % num_classes``
+    (0-based), so every class's context appears equally often."""
+    return CLASS_STYLES[index % num_classes].background
+
+
+def render_context(rng: np.random.Generator, kind: str, size: int = 128, distractor_prob: float = 0.5,
+                   photometric: bool = True) -> np.ndarray:
+    """A context-only image (W-OoD's out-of-distribution data): [size, size, 3] uint8 RGB of background
+    ``kind`` with the same distractors and photometric effects as :func:`render_sample`, and no object (the
+    'rails without a train' a biased classifier scores positive)."""
+    return _finish(_background_with_distractors(kind, rng, size, distractor_prob), rng, size, photometric)
 
 
 # ----------------------------------------------------------------------------------------------- dataset
@@ -362,7 +389,7 @@ def _summary(split_ids: dict[str, list[str]], labels: dict[str, list[int]], kind
 def generate_synthetic(out: str | Path, num_train: int, num_val: int, seed: int, size: int = 128,
                        num_classes: int = 6, bias: float = 0.8, min_objects: int = 1, max_objects: int = 3,
                        distractor_prob: float = 0.5, image_format: str = "png",
-                       progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, Any]:
+                       progress: Callable[[Iterable], Iterable] | None = None, num_ood: int = 0) -> dict[str, Any]:
     """Write a synthetic VOC-layout dataset to ``out`` and return its summary (also in ``synthetic.json``).
 
     Writes JPEGImages/<id>.<png|jpg>, SegmentationClass/<id>.png (VOC palette), ImageSets/Segmentation/
@@ -370,6 +397,10 @@ def generate_synthetic(out: str | Path, num_train: int, num_val: int, seed: int,
     each mask) and synthetic.json (parameters, background kind of every image, summary). Ids are
     ``train_00000`` / ``val_00000``. An ``out`` that holds an earlier synthetic dataset is replaced; any other
     non-empty folder is refused.
+
+    ``num_ood`` > 0 adds split ``ood`` (ids ``ood_00000``...): context-only images, image ``i`` on the own
+    background of class ``i % num_classes`` (:func:`context_kind`) with no object, all-background masks and
+    empty labels: the out-of-distribution data of W-OoD (train_cls.wood).
     """
     if not 1 <= num_classes <= MAX_CLASSES:
         raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
@@ -377,8 +408,9 @@ def generate_synthetic(out: str | Path, num_train: int, num_val: int, seed: int,
         raise ValueError(f"bias must be in [0, 1], got {bias}")
     if not 1 <= min_objects <= max_objects:
         raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
-    if seed < 0 or num_train < 0 or num_val < 0:
-        raise ValueError(f"seed, num_train and num_val must be >= 0, got {seed}, {num_train}, {num_val}")
+    if seed < 0 or num_train < 0 or num_val < 0 or num_ood < 0:
+        raise ValueError(f"seed, num_train, num_val and num_ood must be >= 0, got {seed}, {num_train}, {num_val}, "
+                         f"{num_ood}")
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
     if image_format not in ("png", "jpg"):
@@ -395,15 +427,22 @@ def generate_synthetic(out: str | Path, num_train: int, num_val: int, seed: int,
         d.mkdir(parents=True, exist_ok=True)
 
     names = ["background"] + [st.name for st in CLASS_STYLES[:num_classes]]
-    jobs = [(split, i) for split, n in (("train", num_train), ("val", num_val)) for i in range(n)]
+    counts = [("train", num_train), ("val", num_val)] + ([(OOD_SPLIT, num_ood)] if num_ood else [])
+    jobs = [(split, i) for split, n in counts for i in range(n)]
     labels: dict[str, list[int]] = {}
     kinds: dict[str, str] = {}
-    split_ids: dict[str, list[str]] = {"train": [], "val": []}
+    split_ids: dict[str, list[str]] = {split: [] for split, _ in counts}
     pixel_counts = {k: np.zeros(len(names), np.int64) for k in split_ids}
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if image_format == "png" else [cv2.IMWRITE_JPEG_QUALITY, 92]
     for split, i in (progress(jobs) if progress is not None else jobs):
         rng = np.random.default_rng([int(seed), _SPLIT_CODES[split], i])
-        image, mask, kind = render_sample(rng, size, num_classes, bias, min_objects, max_objects, distractor_prob)
+        if split == OOD_SPLIT:
+            kind = context_kind(i, num_classes)
+            image = render_context(rng, kind, size, distractor_prob)
+            mask = np.zeros((size, size), np.uint8)
+        else:
+            image, mask, kind = render_sample(rng, size, num_classes, bias, min_objects, max_objects,
+                                              distractor_prob)
         image_id = f"{split}_{i:05d}"
         ok, buf = cv2.imencode(f".{image_format}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
         if not ok:
@@ -423,7 +462,7 @@ def generate_synthetic(out: str | Path, num_train: int, num_val: int, seed: int,
     meta = {
         "params": dict(num_train=num_train, num_val=num_val, seed=seed, size=size, num_classes=num_classes, bias=bias,
                        min_objects=min_objects, max_objects=max_objects, distractor_prob=distractor_prob,
-                       image_format=image_format),
+                       image_format=image_format, **({"num_ood": num_ood} if num_ood else {})),
         "classes": [asdict(st) for st in CLASS_STYLES[:num_classes]],
         "backgrounds": kinds,
         "summary": summary,
