@@ -130,11 +130,9 @@ def evaluate_refined(ds: SegDataset, ids: Sequence[str], cams_of: Callable[[str]
             cm.update(crf_decision(keys, cams), ds.mask(i))
     except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
         error = e
+    dist.raise_first_error(error, collective=distributed)
     if distributed:
-        dist.raise_first_error(error)
         cm.reduce()
-    elif error is not None:
-        raise error
     summary = cm.summary(ds.class_names)
     summary["images"] = len(ids)
     return summary

@@ -218,14 +218,12 @@ def score_predictions(ds: SegDataset, ids: Sequence[str], dirs: Mapping[str, Pat
                     ooc[v] += torch.tensor(ooc_pixels(pred, ds.label_vector(image_id)))
     except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
         error = e
+    dist.raise_first_error(error, collective=distributed)
     if distributed:
-        dist.raise_first_error(error)
         for m in mats.values():
             m.reduce()
         for v in ooc or {}:
             ooc[v].copy_(dist.all_reduce_sum(ooc[v]))
-    elif error is not None:
-        raise error
     return mats
 
 

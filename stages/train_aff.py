@@ -179,15 +179,13 @@ def seed_quality(ds: SegDataset, seed_dir: Path, distributed: bool = False) -> d
                     correct[kind] += int((seeds[sel] == gt[sel]).sum())
     except Exception as e:  # noqa: BLE001 - every rank must hear of it before the reduction
         error = e
+    dist.raise_first_error(error, collective=distributed)
     if distributed:
-        dist.raise_first_error(error)
         counts = dist.all_reduce_sum(torch.tensor([total] + [d[k] for d in (share, correct, scored)
                                                              for k in ("fg", "bg")], dtype=torch.int64)).tolist()
         total = counts[0]
         for n, d in enumerate((share, correct, scored)):
             d["fg"], d["bg"] = counts[1 + 2 * n], counts[2 + 2 * n]
-    elif error is not None:
-        raise error
     out: dict[str, Any] = {"seed_coverage": round((share["fg"] + share["bg"]) / max(1, total), 6)}
     for kind in ("fg", "bg"):
         out[f"seed_{kind}_share"] = round(share[kind] / max(1, total), 6)

@@ -94,11 +94,12 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def raise_first_error(error: BaseException | None) -> None:
+def raise_first_error(error: BaseException | None, collective: bool = True) -> None:
     """Call on every rank after work that may fail on some: all ranks raise when any did (the first rank's
     message), instead of the healthy ones waiting forever in the next collective. Re-raises ``error`` itself
-    on a rank that had one."""
-    if not is_distributed():
+    on a rank that had one. ``collective=False`` (work done by this rank alone, e.g. rank 0 scoring every
+    image): no collective, just re-raise ``error``."""
+    if not collective or not is_distributed():
         if error is not None:
             raise error
         return

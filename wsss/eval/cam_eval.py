@@ -149,11 +149,9 @@ def evaluate_cam_dir(cam_dir: str | Path, dataset: SegDataset, thresholds: Itera
                 raise InputError(cam_dir / f"{image_id}.npz", str(e)) from e
     except Exception as e:  # noqa: BLE001 - every rank must learn of it before the reduction
         error = e
+    dist.raise_first_error(error, collective=distributed)
     if distributed:
-        dist.raise_first_error(error)
         sweep.reduce()
-    elif error is not None:
-        raise error
     per_t = {float(t): sweep.matrix(j).miou() for j, t in enumerate(sweep.thresholds)}
     best_t = max(per_t, key=lambda t: (-1.0 if np.isnan(per_t[t]) else per_t[t]))
     j = sweep.index(round(float(bg_threshold), 6))
