@@ -17,7 +17,8 @@ A killed run recomputes passes 1-2 (deterministic) and writes only the missing C
 Config section::
 
     debias = dict(input='make_cam', name=None, backbone='rgb', scale=1.0, clusters=16, max_samples=100000,
-                  cam_threshold=0.3, min_share=0.05, min_bg_rate=0.5, min_presence=0.1, bg_threshold=0.3)
+                  cam_threshold=0.3, min_share=0.01, min_bg_rate=0.5, min_presence=0.1, min_free_rate=0.5,
+                  bg_threshold=0.3)
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ STAGE = "debias"
 SECTION = "debias"
 CONFIG_KEYS = ("debias", "data")
 DEFAULTS: dict[str, Any] = dict(input="make_cam", name=None, backbone="rgb", scale=1.0, clusters=16,
-                                max_samples=100000, cam_threshold=0.3, min_share=0.05, min_bg_rate=0.5,
-                                min_presence=0.1, bg_threshold=0.3)
+                                max_samples=100000, cam_threshold=0.3, min_share=0.01, min_bg_rate=0.5,
+                                min_presence=0.1, min_free_rate=0.5, bg_threshold=0.3)
 
 
 def settings(cfg: Config) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     if done:
         return sd.manifest
     rule = BiasRule(float(s["cam_threshold"]), float(s["min_share"]), float(s["min_bg_rate"]),
-                    float(s["min_presence"]))
+                    float(s["min_presence"]), float(s["min_free_rate"]))
     extract = FeatureExtractor(s["backbone"], float(s["scale"]))
     seed = int(cfg.get("seed", 0))
     maps, biased, stats = find_biased(ds, src_dir, extract, int(s["clusters"]), int(s["max_samples"]), rule, seed)
@@ -174,6 +175,6 @@ def describe(biased: np.ndarray, stats: BiasStats, class_names: list[str], rule:
     out: dict[str, Any] = {"rule": rule.__dict__, "clusters": stats.num_clusters, "biased": {}}
     for c in range(biased.shape[0]):
         out["biased"][class_names[c + 1]] = [
-            {"cluster": int(j), **{k: round(float(m[k][c, j]), 4) for k in ("share", "bg_rate", "presence")}}
+            {"cluster": int(j), **{k: round(float(m[k][c, j]), 4) for k in ("share", "bg_rate", "presence", "free_rate")}}
             for j in np.flatnonzero(biased[c])]
     return out

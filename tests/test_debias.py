@@ -39,6 +39,25 @@ def test_measures_equal_the_hand_counts() -> None:
     assert m["share"][1].tolist() == [0.0, 0.0, 1.0, 0.0]
     assert m["bg_rate"][1].tolist() == [0.0, 0.5, 0.0, 1.0]
     assert m["presence"][1].tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0])
+    # dataset-wide: cluster 1 has 12 px (A 4 under CAM 1, B 4 and C 4 CAM-free), cluster 3 6 px all CAM-free
+    assert m["free_rate"][0].tolist() == pytest.approx([0.0, 8 / 12, 0.0, 1.0])
+    assert np.array_equal(m["free_rate"][0], m["free_rate"][1])
+
+
+def test_a_context_never_seen_without_its_class_is_found_by_the_dataset_wide_test() -> None:
+    # full bias: the rail (cluster 1) appears only in images of class 1, so there is no class-absent evidence;
+    # class 1's CAM covers the object (cluster 0) and 2 of the rail's 6 px in each image
+    s = BiasStats(num_classes=2, num_clusters=2)
+    q = np.array([[0, 0, 1, 1], [1, 1, 1, 1]])
+    cam = np.array([[[1, 1, 1, 1], [0, 0, 0, 0]]], np.float32)
+    for _ in range(3):
+        s.update(q, np.array([1]), cam, 0.5)
+    m = s.measures()
+    assert m["bg_rate"][0].tolist() == [0.0, 0.0] and m["presence"][0].tolist() == [0.0, 0.0]
+    assert m["share"][0].tolist() == [0.5, 0.5]
+    assert m["free_rate"][0].tolist() == pytest.approx([0.0, 4 / 6])
+    assert s.biased(BiasRule(cam_threshold=0.5))[0].tolist() == [False, True]
+    assert s.biased(BiasRule(cam_threshold=0.5, min_free_rate=0.7))[0].tolist() == [False, False]
 
 
 def test_the_rail_cluster_is_biased_for_its_class_only_and_removed_from_its_cams() -> None:
