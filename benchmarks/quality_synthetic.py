@@ -115,10 +115,14 @@ def with_crf_unaries(cfg: Any, unaries: Sequence[str]) -> None:
 
 
 def quick_config(cfg: Any) -> None:
-    """--quick: PAR with fewer iterations (its entry carries its own overrides)."""
+    """--quick: PAR with fewer iterations and the bound on the quick schedule (their entries carry their own
+    overrides, which win over --cfg-options)."""
     for item in cfg.pipeline:
         if isinstance(item, dict) and item.get("name") == "propagate_par":
             item["cfg"]["propagate"]["par"] = dict(dilations=[1, 2], num_iter=2, w1=0.3, w2=0.01, scale=1.0)
+        if isinstance(item, dict) and item.get("name") == "train_seg_gt":
+            for key in ("iters", "ckpt_interval"):
+                item["cfg"]["train_seg"][key] = QUICK_OPTIONS[f"train_seg.{key}"]
 
 
 def read_json(path: Path) -> dict | None:

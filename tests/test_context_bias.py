@@ -1,0 +1,70 @@
+"""benchmarks/context_bias.py: the tables and target verdicts from hand-made metrics files (the runs themselves
+take an hour; their mechanics are the stages' own tests)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO))
+from benchmarks import context_bias as cb  # noqa: E402
+
+
+def cam_metrics(path: Path, miou: float, precision: tuple[float, float], recall: tuple[float, float]) -> None:
+    """A CAM stage's metrics.json: two foreground classes plus one without ground-truth pixels (left out)."""
+    per_class = {"background": {"precision": 0.9, "recall": 0.9, "gt_pixels": 100},
+                 "a": {"precision": precision[0], "recall": recall[0], "gt_pixels": 10},
+                 "b": {"precision": precision[1], "recall": recall[1], "gt_pixels": 10},
+                 "c": {"precision": None, "recall": None, "gt_pixels": 0}}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.json").write_text(json.dumps({"miou": miou, "summary": {"per_class": per_class},
+                                                   "oracle": {"miou": miou + 0.01, "threshold": 0.55}}))
+
+
+def seg_metrics(path: Path, miou: float, ooc: float) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.json").write_text(json.dumps({"miou": miou, "miou_final": miou + 0.01, "ooc_share": ooc}))
+
+
+def test_cam_quality_averages_precision_and_recall_over_classes_with_ground_truth(tmp_path: Path) -> None:
+    cam_metrics(tmp_path / "s", 0.5, (0.4, 0.6), (0.8, 0.7))
+    q = cb.cam_quality(tmp_path / "s" / "metrics.json")
+    assert q == pytest.approx({"miou": 0.5, "precision": 0.5, "recall": 0.75, "oracle": 0.51, "oracle_t": 0.55})
+    assert cb.cam_quality(tmp_path / "missing" / "metrics.json") is None
+
+
+def test_precision_target_is_met_only_with_ten_points_and_at_most_five_recall_lost(tmp_path: Path) -> None:
+    dirs = []
+    for s, d in enumerate((0.00, 0.01, -0.01)):
+        base, wood = tmp_path / f"seed{s}", tmp_path / f"seed{s}_wood"
+        cam_metrics(base / "make_cam", 0.45, (0.40 + d, 0.42 + d), (0.80, 0.78))
+        cam_metrics(base / "debias", 0.52, (0.53 + d, 0.55 + d), (0.78, 0.76))  # +13 precision, -2 recall
+        cam_metrics(wood / "make_cam", 0.46, (0.55 + d, 0.57 + d), (0.70, 0.68))  # +15 precision, -10 recall
+        cam_metrics(wood / "debias", 0.47, (0.42 + d, 0.44 + d), (0.80, 0.78))  # +2 precision
+        dirs.append((base, wood))
+    res = cb.seed_rows(dirs)
+    assert [round(r["precision"], 4) for r in res["debias (MARS-style)"]] == [0.54, 0.55, 0.53]
+    verdicts = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[-1]
+                for line in cb.seeds_table(res, True).splitlines()[2:]}
+    assert verdicts == {"baseline (seed CAMs)": "-", "debias (MARS-style)": "met", "W-OoD": "MISSED",
+                        "W-OoD + debias": "MISSED"}
+    assert "+13.0 ± 0.0" in cb.seeds_table(res, True)
+
+
+def test_chain_gain_is_paired_by_seed_and_needs_five_points_beyond_twice_the_spread(tmp_path: Path) -> None:
+    bases = []
+    for s, (plain, composed, ocr) in enumerate(((0.70, 0.77, 0.005), (0.72, 0.80, -0.004), (0.71, 0.77, 0.002))):
+        b = tmp_path / f"seed{s}"
+        seg_metrics(b / "eval_seg", plain, 0.004)
+        seg_metrics(b / "eval_seg_ocr", plain + ocr, 0.001)
+        seg_metrics(b / "eval_seg_debias_ocr", composed, 0.001)
+        bases.append(b)
+    table, gain = cb.chain_table(bases)
+    assert gain.stats.mean == pytest.approx(0.07) and gain.stats.std == pytest.approx(0.01) and gain.shown
+    ocr_row = next(line for line in table.splitlines() if line.startswith("| + OCR"))
+    assert "not shown (+0.1 ± 0.5)" in ocr_row and "| 0.10 ± 0.00 % |" in ocr_row
