@@ -52,7 +52,7 @@ from wsss.errors import InputError, StageSkipped, WSSSError
 from wsss.eval.bound import curve_converged
 from wsss.eval.confusion import ConfusionMatrix
 from wsss.eval.seg_infer import image_to_tensor, predict_probs
-from wsss.losses.ocr import candidate_mask, ocr_loss
+from wsss.losses.ocr import REDUCTIONS, candidate_mask, ocr_loss
 from wsss.models.seg import SEG_MODEL_DEFAULTS, build_segmentor
 from wsss.schema import Rule, Schema
 
@@ -85,7 +85,7 @@ SCHEMA = Schema("train_seg", DEFAULTS, rules=dict(
 SCHEMAS = (SCHEMA,)
 
 #: Keys of ``train_seg.ocr`` (out-of-candidate rectification, wsss.losses.ocr) and their defaults.
-OCR_DEFAULTS: dict[str, Any] = dict(weight=1.0, margin=1.0)
+OCR_DEFAULTS: dict[str, Any] = dict(weight=1.0, margin=1.0, reduction="pixels")
 
 
 def section(cfg: Config) -> dict[str, Any]:
@@ -95,8 +95,9 @@ def section(cfg: Config) -> dict[str, Any]:
     return sec
 
 
-def ocr_settings(value: Any) -> dict[str, float] | None:
-    """``train_seg.ocr``: None / empty (off) or dict(weight=..., margin=...), defaults filled in."""
+def ocr_settings(value: Any) -> dict[str, Any] | None:
+    """``train_seg.ocr``: None / empty (off) or dict(weight=..., margin=..., reduction=...), defaults filled in
+    (reduction: wsss.losses.ocr.REDUCTIONS)."""
     if not value:
         return None
     if not isinstance(value, dict):
@@ -104,9 +105,15 @@ def ocr_settings(value: Any) -> dict[str, float] | None:
     unknown = sorted(set(value) - set(OCR_DEFAULTS))
     if unknown:
         raise WSSSError(f"unknown train_seg.ocr key(s) {unknown}; expected some of {sorted(OCR_DEFAULTS)}")
-    out = {k: float(v) for k, v in {**OCR_DEFAULTS, **value}.items()}
+    out = {**OCR_DEFAULTS, **value}
+    try:
+        out["weight"], out["margin"] = float(out["weight"]), float(out["margin"])
+    except (TypeError, ValueError):
+        raise WSSSError(f"train_seg.ocr weight and margin must be numbers, got {value!r}") from None
     if out["weight"] < 0 or out["margin"] < 0:
         raise WSSSError(f"train_seg.ocr weight and margin must be >= 0, got {out}")
+    if out["reduction"] not in REDUCTIONS:
+        raise WSSSError(f"train_seg.ocr.reduction must be one of {list(REDUCTIONS)}, got {out['reduction']!r}")
     return out
 
 
@@ -301,7 +308,7 @@ def _train(cfg: Config, sec: dict[str, Any], name: str, ds: SegDataset, masks: A
         loss = seg_loss(logits, targets)
         if ocr:
             candidates = candidate_mask(label_table[index].to(device))
-            loss = loss + ocr["weight"] * ocr_loss(logits, candidates, ocr["margin"])
+            loss = loss + ocr["weight"] * ocr_loss(logits, candidates, ocr["margin"], ocr["reduction"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -35,10 +35,13 @@ def test_loss_equals_the_hand_computed_group_ranking_value() -> None:
     logits = hand_logits()
     cand = candidate_mask(torch.tensor([[1.0, 0.0]]))  # labels {cat}: IC = {bg, cat}, OC = {dog}
     # pixel 0: relu(1 + 3 - 0) = 4, relu(1 + 3 - 1) = 3 -> 3.5; pixel 2: relu(1 + 3 - 2.5) = 1.5, 4 -> 2.75
-    loss = ocr_loss(logits, cand, margin=1.0)
-    assert loss.item() == pytest.approx((3.5 + 2.75) / 2)
+    # default reduction: divided by all 3 pixels of the batch; 'ooc': by the 2 OC pixels
+    assert ocr_loss(logits, cand, margin=1.0).item() == pytest.approx((3.5 + 2.75) / 3)
+    assert ocr_loss(logits, cand, margin=1.0, reduction="ooc").item() == pytest.approx((3.5 + 2.75) / 2)
     # margin 0: pixel 0 -> (3 + 2) / 2, pixel 2 -> (0.5 + 3) / 2
-    assert ocr_loss(logits, cand, margin=0.0).item() == pytest.approx((2.5 + 1.75) / 2)
+    assert ocr_loss(logits, cand, margin=0.0, reduction="ooc").item() == pytest.approx((2.5 + 1.75) / 2)
+    with pytest.raises(ValueError, match="reduction"):
+        ocr_loss(logits, cand, reduction="mean")
 
 
 def test_gradient_reaches_only_out_of_candidate_pixels() -> None:
@@ -46,9 +49,9 @@ def test_gradient_reaches_only_out_of_candidate_pixels() -> None:
     ocr_loss(logits, candidate_mask(torch.tensor([[1.0, 0.0]])), margin=1.0).backward()
     g = logits.grad[0, :, 0]  # [C, W]
     assert torch.equal(g[:, 1], torch.zeros(3))
-    # pixel 0: d/ds_dog = (1 + 1) / 2 / 2 pixels, d/ds_bg = d/ds_cat = -1/2 / 2
-    assert g[:, 0].tolist() == pytest.approx([-0.25, -0.25, 0.5])
-    assert g[:, 2].tolist() == pytest.approx([-0.25, -0.25, 0.5])
+    # pixel 0: d/ds_dog = (1 + 1) / 2 / 3 pixels, d/ds_bg = d/ds_cat = -1/2 / 3
+    assert g[:, 0].tolist() == pytest.approx([-1 / 6, -1 / 6, 1 / 3])
+    assert g[:, 2].tolist() == pytest.approx([-1 / 6, -1 / 6, 1 / 3])
 
 
 def test_zero_when_every_prediction_is_in_candidate() -> None:
@@ -65,9 +68,11 @@ def test_train_seg_ocr_option_is_validated(tmp_path: Path) -> None:
         return train_seg.section(load_config(p))["ocr"]
 
     assert sec() is None
-    assert sec(weight=0.5) == {"weight": 0.5, "margin": 1.0}
+    assert sec(weight=0.5) == {"weight": 0.5, "margin": 1.0, "reduction": "pixels"}
     with pytest.raises(WSSSError, match=r"unknown train_seg.ocr key\(s\) \['marg'\]"):
         sec(marg=1.0)
+    with pytest.raises(WSSSError, match=r"train_seg.ocr.reduction must be one of \['pixels', 'ooc'\]"):
+        sec(reduction="mean")
 
 
 def test_eval_seg_reports_the_out_of_candidate_share(tmp_path: Path) -> None:

@@ -9,8 +9,13 @@ out-of-candidate score by ``margin`` (a group ranking). Pixels predicted in-cand
 Written from the paper's description, not from its code. Deviations (docs/stage_seg.md, "OCR"):
 * the IC group is the image's labels + background; the paper's adaptive split, which also moves classes that
   are correlated with the labels (annotation co-occurrence prior, prediction posterior) into IC, is not done;
-* scores are logits (the margin is in logit units); the loss is the mean hinge over the pixel's pairs, then the
-  mean over OC pixels of the batch (0 when there is none).
+* scores are logits (the margin is in logit units); the loss is the mean hinge over the pixel's pairs, then
+  (``reduction='pixels'``, the default) the sum over OC pixels divided by all pixels of the batch, like the
+  cross-entropy it is added to, so the term grows with the share of OC pixels. ``reduction='ooc'`` divides by
+  the OC pixels instead; measured on the VOC-regime synthetic benchmark (seed 0, weight 1, margin 1) that
+  version wrecked segmentation training: val mIoU 35.7 against 78.2 without OCR, two classes at IoU 0, because
+  when a handful of pixels are OC each of them carries the whole term (gradient 1 / n_OC per pixel against
+  1 / n_pixels for the cross-entropy).
 """
 
 from __future__ import annotations
@@ -37,13 +42,20 @@ def out_of_candidate(pred: torch.Tensor, candidates: torch.Tensor) -> torch.Tens
     return ~candidates[b, pred]
 
 
-def ocr_loss(logits: torch.Tensor, candidates: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+REDUCTIONS = ("pixels", "ooc")
+
+
+def ocr_loss(logits: torch.Tensor, candidates: torch.Tensor, margin: float = 1.0,
+             reduction: str = "pixels") -> torch.Tensor:
     """Group-ranking loss on out-of-candidate pixels.
 
     logits: [B, C, H, W] float; candidates: [B, C] bool (from :func:`candidate_mask`).
-    Returns a scalar: mean over OC pixels of the mean over (i in IC, j in OC) of relu(margin + s_j - s_i).
+    Returns a scalar: the sum over OC pixels of the mean over (i in IC, j in OC) of relu(margin + s_j - s_i),
+    divided by B*H*W (``reduction='pixels'``) or by the number of OC pixels (``'ooc'``).
     Only OC pixels receive gradient; the result is 0 (with a zero gradient) when every pixel is in-candidate.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"ocr_loss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     logits = logits.float()
     bsz, c = logits.shape[:2]
     with torch.no_grad():
@@ -59,4 +71,4 @@ def ocr_loss(logits: torch.Tensor, candidates: torch.Tensor, margin: float = 1.0
         scores = logits[bi[sl], :, yi[sl], xi[sl]]  # [n, C]
         hinge = torch.relu(margin + scores[:, None, :] - scores[:, :, None])  # [n, i, j] = m + s_j - s_i
         total = total + ((hinge * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp(min=1)).sum()
-    return total / bi.numel()
+    return total / (bi.numel() if reduction == "ooc" else ooc.numel())
