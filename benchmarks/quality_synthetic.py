@@ -8,7 +8,7 @@ ImageNet-initialised EfficientNet-Lite0 from the offline package weights). For e
 ``pipeline`` runs in-process in ``<work-root>/seed<s>`` (the generated dataset is shared): train_cls -> make_cam
 -> PAR -> train_aff -> random walk -> CRF of the seeds (each unary of ``crf.unary`` when the crf stage accepts
 that key) -> pseudo masks (walk at its threshold / IRN band / walk + CRF, the configured one) -> DeepLabV3+ on
-the configured pseudo masks, and the same network on ground truth for twice the iterations (the bound, with its
+the configured pseudo masks, and the same network on ground truth for three times the iterations (the bound, with its
 val curve at 25/50/75/100 %). ``--toco`` adds ToCo vs the classification-only ViT (benchmarks/quality_toco.py, same data and
 seeds). Stages already complete are not recomputed.
 
@@ -89,7 +89,7 @@ def chain_rows(unaries: Sequence[str]) -> list[Row]:
              Row("pseudo masks: walk, IRN band 0.6/0.4", "make_pseudo_band", "train", "mask", "make_pseudo_thr"),
              Row("pseudo masks: walk + CRF (configured)", "make_pseudo", "train", "mask", "make_pseudo_thr"),
              Row("DeepLabV3+ on pseudo masks", "eval_seg", "val", "seg"),
-             Row("fully supervised bound (same net, GT, 2x iterations)", "eval_seg_gt", "val", "seg")]
+             Row("fully supervised bound (same net, GT, 3x iterations)", "eval_seg_gt", "val", "seg")]
     return rows
 
 
