@@ -9,8 +9,8 @@ ImageNet-initialised EfficientNet-Lite0 from the offline package weights). For e
 -> PAR -> train_aff -> random walk -> CRF of the seeds (each unary of ``crf.unary`` when the crf stage accepts
 that key) -> pseudo masks (walk at its threshold / IRN band / walk + CRF, the configured one) -> DeepLabV3+ on
 the configured pseudo masks, and the same network on ground truth for three times the iterations (the bound,
-with its val curve at 25/50/75/100 %). ``--toco`` adds ToCo vs the classification-only ViT (benchmarks/quality_toco.py, same data and
-seeds). Stages already complete are not recomputed.
+with its val curve at 25/50/75/100 %). ``--toco`` adds ToCo vs the classification-only ViT
+(benchmarks/quality_toco.py, same data and seeds). Stages already complete are not recomputed.
 
 Protocol (printed with the tables): CAM and pseudo-mask rows are scored on the train images (the WSSS protocol:
 the labels that trained the classifier are the only supervision); the segmentation rows on the held-out val

@@ -169,12 +169,15 @@ def find_biased(ds: SegDataset, src_dir: Path, extract: FeatureExtractor, cluste
     return maps, stats.biased(rule), stats
 
 
+MEASURES = ("share", "free_rate", "bg_rate", "presence")
+
+
 def describe(biased: np.ndarray, stats: BiasStats, class_names: list[str], rule: BiasRule) -> dict[str, Any]:
     """clusters.json: the rule and, per class, its biased clusters with the measures that selected them."""
     m = stats.measures()
     out: dict[str, Any] = {"rule": rule.__dict__, "clusters": stats.num_clusters, "biased": {}}
     for c in range(biased.shape[0]):
         out["biased"][class_names[c + 1]] = [
-            {"cluster": int(j), **{k: round(float(m[k][c, j]), 4) for k in ("share", "bg_rate", "presence", "free_rate")}}
+            {"cluster": int(j), **{k: round(float(m[k][c, j]), 4) for k in MEASURES}}
             for j in np.flatnonzero(biased[c])]
     return out
