@@ -62,7 +62,7 @@ def test_chain_gain_is_paired_by_seed_and_needs_five_points_beyond_twice_the_spr
         b = tmp_path / f"seed{s}"
         seg_metrics(b / "eval_seg", plain, 0.004)
         seg_metrics(b / "eval_seg_ocr", plain + ocr, 0.001)
-        seg_metrics(b / "eval_seg_walk_debias_ocr", composed, 0.001)
+        seg_metrics(b / "eval_seg_debias_t40_ocr", composed, 0.001)
         bases.append(b)
     table, gain = cb.chain_table(bases)
     assert gain.stats.mean == pytest.approx(0.07) and gain.stats.std == pytest.approx(0.01) and gain.shown
