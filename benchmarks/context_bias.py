@@ -1,7 +1,7 @@
 """Context bias on the VOC-regime synthetic benchmark: W-OoD, biased-object removal and OCR, alone and composed.
 
     python benchmarks/context_bias.py [--quality-root work_dirs/quality_synthetic] [--seeds 0,1,2]
-        [--sweep 0.0,0.5,0.95] [--sweep-seeds 0] [--no-chain] [--work-root work_dirs/context_bias]
+        [--sweep 0.0,0.5,0.95] [--sweep-seeds 0] [--no-chain] [--skip wood,ocr] [--work-root work_dirs/context_bias]
         [--threads N] [--report-only]
 
 The benchmark is the quality benchmark's (configs/synthetic/quality.py: 208 px, stride 8, 1-3 objects,
@@ -94,7 +94,8 @@ def mask_quality(path: Path) -> dict[str, float] | None:
     return {"miou": json.loads(path.read_text())["miou"]} if path.is_file() else None
 
 
-def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, wood_data: Path) -> None:
+def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, wood_data: Path,
+               wood: bool = True) -> None:
     """Baseline classifier + CAMs (reused when present), debias on them, W-OoD classifier + CAMs + debias."""
     cfg = quality_cfg(base, data, seed, bias, 0 if data != wood_data else NUM_OOD)
     from wsss.pipeline import ensure_synthetic
@@ -104,6 +105,8 @@ def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, w
         run(cfg, module)
     run(quality_cfg(base, data, seed, bias, 0 if data != wood_data else NUM_OOD,
                     {"debias": dict(DEBIAS, input="make_cam")}), "debias")
+    if not wood:
+        return
     wcfg = quality_cfg(wood_dir, wood_data, seed, bias, NUM_OOD, {"train_cls.wood": dict(WOOD)})
     ensure_synthetic(wcfg.data)
     for module in ("train_cls", "make_cam"):
@@ -117,7 +120,7 @@ def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, w
 DEBIAS_WALK_THRESHOLD = 0.4
 
 
-def chain_part(base: Path, data: Path, seed: int) -> None:
+def chain_part(base: Path, data: Path, seed: int, ocr_alone: bool = True) -> None:
     """OCR alone on the chain's pseudo masks; debias -> walk -> CRF pseudo masks at the walk threshold chosen on
     train (DEBIAS_WALK_THRESHOLD) -> DeepLabV3+ with OCR.
 
@@ -127,8 +130,9 @@ def chain_part(base: Path, data: Path, seed: int) -> None:
     CAM-free and get removed with the object; before the walk at the chain's threshold 0.5 they fell to 71.4
     (the zeroed context moves the walk's balance towards background: its oracle threshold drops to 0.4)."""
     cfg = lambda extra: quality_cfg(base, data, seed, DEFAULT_BIAS, 0, extra)  # noqa: E731
-    run(cfg({"train_seg.name": "train_seg_ocr", "train_seg.ocr": dict(OCR)}), "train_seg")
-    run(cfg({"eval_seg.name": "eval_seg_ocr", "eval_seg.input": "train_seg_ocr"}), "eval_seg")
+    if ocr_alone:
+        run(cfg({"train_seg.name": "train_seg_ocr", "train_seg.ocr": dict(OCR)}), "train_seg")
+        run(cfg({"eval_seg.name": "eval_seg_ocr", "eval_seg.input": "train_seg_ocr"}), "eval_seg")
     run(cfg({"propagate.name": "propagate_debias", "propagate.input": "debias"}), "propagate")
     run(cfg({"pseudo.name": "make_pseudo_debias_t40", "pseudo.input": "propagate_debias",
              "pseudo.bg_threshold": DEBIAS_WALK_THRESHOLD}), "make_pseudo")
@@ -249,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", default="0.0,0.5,0.95", help="other biases (seeds part only); '' for none")
     ap.add_argument("--sweep-seeds", default="0")
     ap.add_argument("--no-chain", action="store_true", help="skip OCR and the composition through segmentation")
+    ap.add_argument("--skip", default="", help="comma-separated parts to leave out at the default bias: "
+                    "'wood' (the W-OoD classifier), 'ocr' (OCR alone through segmentation)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
@@ -264,12 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     sweep = [float(b) for b in args.sweep.split(",") if b.strip()]
     sweep_seeds = [int(s) for s in args.sweep_seeds.split(",") if s.strip()]
+    skip = {p.strip() for p in args.skip.split(",") if p.strip()}
     qdata, wdata = qroot / "data", wroot / f"bias_{DEFAULT_BIAS:.2f}" / "data"
     t0 = time.time()
     if not args.report_only:
         for s in seeds:
             base, wood = bias_dirs(wroot, qroot, DEFAULT_BIAS, s)
-            seeds_part(base, wood, DEFAULT_BIAS, s, qdata, wdata)
+            seeds_part(base, wood, DEFAULT_BIAS, s, qdata, wdata, wood="wood" not in skip)
         if not args.no_chain:
             from benchmarks.quality_synthetic import main as quality_main
 
@@ -277,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not (qroot / f"seed{s}" / "eval_seg" / "metrics.json").is_file():
                     quality_main(["--work-root", str(qroot), "--seeds", str(s), "--no-toco"]
                                  + (["--threads", str(args.threads)] if args.threads else []))
-                chain_part(qroot / f"seed{s}", qdata, s)
+                chain_part(qroot / f"seed{s}", qdata, s, ocr_alone="ocr" not in skip)
         for b in sweep:
             for s in sweep_seeds:
                 base, wood = bias_dirs(wroot, qroot, b, s)
