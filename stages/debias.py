@@ -18,7 +18,7 @@ Config section::
 
     debias = dict(input='make_cam', name=None, backbone='rgb', scale=1.0, clusters=16, max_samples=100000,
                   cam_threshold=0.3, min_share=0.01, min_bg_rate=0.5, min_presence=0.1, min_free_rate=0.5,
-                  bg_threshold=0.3)
+                  keep_top=1, bg_threshold=0.3)
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ SECTION = "debias"
 CONFIG_KEYS = ("debias", "data")
 DEFAULTS: dict[str, Any] = dict(input="make_cam", name=None, backbone="rgb", scale=1.0, clusters=16,
                                 max_samples=100000, cam_threshold=0.3, min_share=0.01, min_bg_rate=0.5,
-                                min_presence=0.1, min_free_rate=0.5, bg_threshold=0.3)
+                                min_presence=0.1, min_free_rate=0.5, keep_top=1, bg_threshold=0.3)
 
 
 def settings(cfg: Config) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def run(cfg: Config, resume: bool = False, force: bool = False, **_: Any) -> dic
     if done:
         return sd.manifest
     rule = BiasRule(float(s["cam_threshold"]), float(s["min_share"]), float(s["min_bg_rate"]),
-                    float(s["min_presence"]), float(s["min_free_rate"]))
+                    float(s["min_presence"]), float(s["min_free_rate"]), int(s["keep_top"]))
     extract = FeatureExtractor(s["backbone"], float(s["scale"]))
     seed = int(cfg.get("seed", 0))
     maps, biased, stats = find_biased(ds, src_dir, extract, int(s["clusters"]), int(s["max_samples"]), rule, seed)

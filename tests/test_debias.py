@@ -60,6 +60,20 @@ def test_a_context_never_seen_without_its_class_is_found_by_the_dataset_wide_tes
     assert s.biased(BiasRule(cam_threshold=0.5, min_free_rate=0.7))[0].tolist() == [False, False]
 
 
+def test_the_dataset_wide_test_never_takes_the_class_s_largest_cluster() -> None:
+    # class 1's CAM lies mostly on cluster 1, a mix of object and surroundings that is CAM-free a bit more often
+    # than not (free_rate 4 / 7 >= 0.5); removing it would delete the class, so only cluster 2 goes
+    s = BiasStats(num_classes=2, num_clusters=3)
+    q = np.array([[1, 1, 1, 1, 1, 1, 1, 2, 2]])
+    cam = np.array([[[1, 1, 1, 0, 0, 0, 0, 1, 0]]], np.float32)
+    s.update(q, np.array([1]), cam, 0.5)
+    m = s.measures()
+    assert m["share"][0].tolist() == pytest.approx([0.0, 0.75, 0.25])
+    assert m["free_rate"][0].tolist() == pytest.approx([0.0, 4 / 7, 0.5])
+    assert s.biased(BiasRule(cam_threshold=0.5))[0].tolist() == [False, False, True]
+    assert s.biased(BiasRule(cam_threshold=0.5, keep_top=0))[0].tolist() == [False, True, True]
+
+
 def test_the_rail_cluster_is_biased_for_its_class_only_and_removed_from_its_cams() -> None:
     biased = stats().biased(BiasRule(cam_threshold=0.5))
     assert biased.tolist() == [[False, True, False, False], [False, False, False, False]]
