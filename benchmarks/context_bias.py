@@ -97,14 +97,14 @@ def mask_quality(path: Path) -> dict[str, float] | None:
 def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, wood_data: Path,
                wood: bool = True) -> None:
     """Baseline classifier + CAMs (reused when present), debias on them, W-OoD classifier + CAMs + debias."""
-    cfg = quality_cfg(base, data, seed, bias, 0 if data != wood_data else NUM_OOD)
     from wsss.pipeline import ensure_synthetic
 
+    num_ood = NUM_OOD if data == wood_data else 0  # the baseline's own data has an OoD split only when shared
+    cfg = quality_cfg(base, data, seed, bias, num_ood)
     ensure_synthetic(cfg.data)
     for module in ("train_cls", "make_cam"):
         run(cfg, module)
-    run(quality_cfg(base, data, seed, bias, 0 if data != wood_data else NUM_OOD,
-                    {"debias": dict(DEBIAS, input="make_cam")}), "debias")
+    run(quality_cfg(base, data, seed, bias, num_ood, {"debias": dict(DEBIAS, input="make_cam")}), "debias")
     if not wood:
         return
     wcfg = quality_cfg(wood_dir, wood_data, seed, bias, NUM_OOD, {"train_cls.wood": dict(WOOD)})
@@ -258,13 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
-    from wsss.log import setup_logging
+    from benchmarks.quality_real import device_line, start_run
 
-    setup_logging("INFO")
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_run(args.threads)
     os.chdir(ROOT)
     qroot, wroot = args.quality_root.absolute(), args.work_root.absolute()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -290,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
                 base, wood = bias_dirs(wroot, qroot, b, s)
                 data = wroot / f"bias_{b:.2f}" / "data"
                 seeds_part(base, wood, b, s, data, data, wood="wood" not in skip)
-    from benchmarks.quality_real import device_line
-
     minutes = (time.time() - t0) / 60
     res = seed_rows([bias_dirs(wroot, qroot, DEFAULT_BIAS, s) for s in seeds])
     out = [f"`python benchmarks/context_bias.py` ({device_line(args.threads)}; {datetime.date.today()}"

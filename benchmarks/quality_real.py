@@ -309,6 +309,17 @@ def example_figure(cfg: Any, out_path: Path, num: int = 8, pseudo_stage: str = "
     return out_path
 
 
+def start_run(threads: int | None) -> None:
+    """What every benchmark does first: INFO logging, and ``threads`` torch threads when given (0/None: torch's
+    own choice)."""
+    from wsss.log import setup_logging
+
+    setup_logging("INFO")
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
 def device_line(threads: int | None) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -339,13 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
 
     from wsss.data.build import build_dataset
-    from wsss.log import setup_logging
     from wsss.pipeline import format_summary, parse_pipeline, run_pipeline
 
-    setup_logging("INFO")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    start_run(args.threads)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:

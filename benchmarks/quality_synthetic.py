@@ -414,12 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     work_root = Path(args.work_root).absolute()
     os.chdir(ROOT)
 
-    from wsss.log import setup_logging
+    from benchmarks.quality_real import start_run
 
-    setup_logging("INFO")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    start_run(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if args.quick and args.seeds == "0,1,2":
         seeds = [0, 1]

@@ -18,11 +18,14 @@ import json
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from wsss.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the sibling benchmarks of this checkout
+    sys.path.insert(0, str(ROOT))
 CONFIG = "configs/real/coco128_small.py"
 SPLITS = "configs/real/coco128_splits"
 TUNE = {
@@ -85,13 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     work_root = Path(args.work_root).absolute()
     os.chdir(ROOT)
-    from wsss.log import setup_logging
+    from benchmarks.quality_real import start_run
     from wsss.pipeline import run_pipeline
 
-    setup_logging("INFO")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    start_run(args.threads)
     names = [v.strip() for v in args.variants.split(";") if v.strip()]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
