@@ -21,6 +21,18 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test, as tool subprocesses get (subprocess_env): on a busy 2-core runner more
+    threads only contend. Modules that want it for every test wrap it in an autouse fixture of their own."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

