@@ -135,17 +135,23 @@ def test_ema_teacher_follows_student():
         assert not t.requires_grad
 
 
-def test_few_training_steps_decrease_total_loss():
-    model = build(2).train()
-    images, labels = toy_batch()
-    opt = torch.optim.AdamW(model.param_groups(2e-4), lr=2e-4)
-    totals = []
-    for it in range(12):
+def train_steps(model, images, labels, lr: float, steps: int, key: str) -> list[float]:
+    """AdamW steps on one batch (iteration index = step); returns ``losses()[key]`` of every step."""
+    opt = torch.optim.AdamW(model.param_groups(lr), lr=lr)
+    values = []
+    for it in range(steps):
         out = model.losses(images, labels, it)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        totals.append(out["loss"].item())
+        values.append(out[key].item())
+    return values
+
+
+def test_few_training_steps_decrease_total_loss():
+    model = build(2).train()
+    images, labels = toy_batch()
+    totals = train_steps(model, images, labels, lr=2e-4, steps=12, key="loss")
     assert all(torch.isfinite(torch.tensor(totals)))
     assert sum(totals[-3:]) / 3 < 0.8 * sum(totals[:3]) / 3
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.test_toco_model import TINY, _Killed, build, one_thread, toy_batch  # noqa: F401  (fixture)
+from tests.test_toco_model import TINY, _Killed, build, one_thread, toy_batch, train_steps  # noqa: F401  (fixture)
 from wsss.errors import WSSSError
 from wsss.refine.seg_losses import balanced_seg_loss, dense_energy_loss, dense_gaussian_filter
 
@@ -109,14 +109,7 @@ def test_seg_branch_is_off_before_its_start_iteration():
 def test_seg_branch_learns_its_pseudo_labels():
     model = build(2, seg_head={**SEG, "start_iter": 0}).train()
     images, labels = toy_batch()
-    opt = torch.optim.AdamW(model.param_groups(5e-4), lr=5e-4)
-    seg = []
-    for it in range(20):
-        out = model.losses(images, labels, it)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        seg.append(out["seg"].item())
+    seg = train_steps(model, images, labels, lr=5e-4, steps=20, key="seg")
     assert sum(seg[-3:]) / 3 < 0.6 * sum(seg[:3]) / 3
 
 
