@@ -73,9 +73,15 @@ def token_similarity(cfg, num_images: int = 32) -> float:
     return sum(sims) / len(sims)
 
 
-def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, seed: int | None = None) -> dict:
-    """Train, make CAMs and score one variant; a finished variant's saved row is returned as is."""
+def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, seed: int | None = None,
+                extra: dict | None = None) -> dict:
+    """Train, make CAMs and score one variant; a finished variant's saved row is returned as is.
+
+    ``extra``: options on top of the variant's own (e.g. the crop of another data regime); they are saved in the
+    row, and a saved row made with other options is refused rather than returned as if it matched.
+    """
     config, overrides = VARIANTS[name]
+    overrides = {**overrides, **(extra or {})}
     options = {"data.root": str(data_root), **overrides}
     if iters is not None:
         options["train_cls.iters"] = iters
@@ -86,6 +92,9 @@ def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, se
     row_file = Path(cfg.work_dir) / "quality_row.json"
     if row_file.is_file():
         row = json.loads(row_file.read_text())
+        if row.get("overrides", {}) != overrides:
+            raise SystemExit(f"{row_file}: made with options {row.get('overrides')}, asked for {overrides}; "
+                             "delete its folder to recompute")
         if cfg.cls_model.get("seg_head") and "seg_val_miou" not in row:
             row.update(seg_on_val(cfg))
             row_file.write_text(json.dumps(row, indent=2))

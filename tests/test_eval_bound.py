@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from wsss.eval.baselines import BASELINE_RULES, baseline_mask, label_baselines
-from wsss.eval.bound import NOT_CONVERGED, bound_ratio, bound_verdict, curve_converged, format_ratio
+from wsss.eval.bound import (NOT_CONVERGED, bound_ratio, bound_verdict, curve_converged, curve_window,
+                             format_ratio)
 
 
 def test_ratio_to_a_converged_bound_is_the_quotient() -> None:
@@ -54,6 +55,18 @@ def test_curve_flat_at_the_end() -> None:
     assert curve_converged([0.40, 0.70, 0.80, 0.78], tol=0.03) is True
     assert curve_converged([0.5]) is None and curve_converged([]) is None
     assert curve_converged([0.5, None, math.nan, 0.505]) is True   # missing points skipped
+
+
+def test_curve_of_eight_points_compares_averaged_quarters() -> None:
+    assert [curve_window(n) for n in (2, 3, 4, 7, 8, 12)] == [1, 1, 1, 1, 2, 3]
+    # The last point alone rises 3.6 over the one before, but the last quarter's mean (0.871) is 0.6 above the
+    # mean of the quarter before (0.865): a noisy flat end is flat.
+    noisy_flat = [0.70, 0.78, 0.82, 0.84, 0.86, 0.87, 0.853, 0.889]
+    assert curve_converged(noisy_flat) is True
+    assert curve_converged(noisy_flat[-2:]) is False               # what the two-point rule would say
+    # Steady rise of 1 point per eighth: (0.88 + 0.89) / 2 - (0.86 + 0.87) / 2 = 2 points.
+    assert curve_converged([0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89]) is False
+    assert curve_converged([0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89], tol=0.02) is True
 
 
 def test_baseline_masks_by_hand() -> None:

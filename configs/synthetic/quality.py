@@ -48,7 +48,7 @@ pipeline = [
          cfg=dict(pseudo=dict(name='make_pseudo_band', use_crf=False, conf_fg=0.6, conf_bg=0.4, bg_threshold=None))),
     'make_pseudo',
     dict(module='train_seg', name='train_seg_gt',
-         cfg=dict(train_seg=dict(masks='gt', name='train_seg_gt', eval_points=4, iters=720, ckpt_interval=180))),
+         cfg=dict(train_seg=dict(masks='gt', name='train_seg_gt', eval_points=8, iters=1440, ckpt_interval=180))),
     dict(module='eval_seg', name='eval_seg_gt', cfg=dict(eval_seg=dict(name='eval_seg_gt', input='train_seg_gt'))),
     'train_seg',
     'eval_seg',
