@@ -14,7 +14,9 @@ run here): the seed CAMs there are the baseline, and the extra stages are writte
   30 mined from iteration 40) in ``<work-root>/bias_0.80/seed<s>_wood``, then its CAMs, and debias on them;
 * chain (``--no-chain`` skips it): OCR alone (train_seg.ocr on the chain's own pseudo masks) and the
   composition debias -> random walk (the chain's affinity net) -> CRF pseudo masks at the walk threshold chosen
-  on train -> DeepLabV3+ with OCR, scored on the held-out val split against the same chain without them.
+  on train -> DeepLabV3+ with OCR, scored on the held-out val split against the same chain without them; unless
+  ``--skip wood``, also W-OoD + debias through the same steps in the W-OoD work dir, with an affinity net trained
+  on the W-OoD CAMs (same train/val images, so its val scores pair with the plain chain's).
 
 ``--sweep`` biases run the seeds part (baseline, debias, W-OoD) on freshly generated data of that bias with
 ``--sweep-seeds`` training seeds, in ``<work-root>/bias_<b>/``. Seeds are scored on the training images (the
@@ -142,6 +144,24 @@ def chain_part(base: Path, data: Path, seed: int, ocr_alone: bool = True) -> Non
         "eval_seg")
 
 
+def wood_chain_part(wood_dir: Path, wood_data: Path, seed: int) -> None:
+    """W-OoD + debias through the chain, in the W-OoD work dir: an affinity net trained on the W-OoD classifier's
+    own CAMs (as IRN, which W-OoD builds on, trains it on the CAMs it refines), the walk on the debiased W-OoD
+    CAMs, CRF pseudo masks at DEBIAS_WALK_THRESHOLD (not re-chosen), DeepLabV3+ with OCR. The data is the
+    quality benchmark's train/val plus the context-only split, so val scores pair with the plain chain's."""
+    cfg = lambda extra: quality_cfg(wood_dir, wood_data, seed, DEFAULT_BIAS, NUM_OOD,  # noqa: E731
+                                    {"train_cls.wood": dict(WOOD), "debias": dict(DEBIAS, input="make_cam"),
+                                     **extra})
+    run(cfg({}), "train_aff")
+    run(cfg({"propagate.name": "propagate_debias", "propagate.input": "debias"}), "propagate")
+    run(cfg({"pseudo.name": "make_pseudo_debias_t40", "pseudo.input": "propagate_debias",
+             "pseudo.bg_threshold": DEBIAS_WALK_THRESHOLD}), "make_pseudo")
+    run(cfg({"train_seg.name": "train_seg_debias_t40_ocr", "train_seg.masks": "make_pseudo_debias_t40",
+             "train_seg.ocr": dict(OCR)}), "train_seg")
+    run(cfg({"eval_seg.name": "eval_seg_debias_t40_ocr", "eval_seg.input": "train_seg_debias_t40_ocr"}),
+        "eval_seg")
+
+
 # ----------------------------------------------------------------------------------------------- tables
 def _stat(rows: Sequence[dict | None], key: str):
     from wsss.eval.seeds import mean_std
@@ -189,9 +209,11 @@ def seeds_table(res: dict[str, list[dict | None]], targets: bool) -> str:
     return "\n".join(lines)
 
 
-def chain_table(bases: Sequence[Path]) -> tuple[str, Any]:
-    """Chain rows at the default bias: baseline chain, OCR alone, walk + debias + OCR (mean ± std, paired gains);
-    the first variant (debias before the walk, run on seed 0 only) where its files exist."""
+def chain_table(bases: Sequence[Path], wood_bases: Sequence[Path] = ()) -> tuple[str, dict[str, Any]]:
+    """Chain rows at the default bias: baseline chain, OCR alone, debias -> walk -> OCR and, where its files
+    exist, W-OoD + debias -> walk -> OCR (mean ± std, paired gains over the plain chain's segmentation); the
+    first variant (debias before the walk at 0.5, run on seed 0 only) where its files exist. Returns the table
+    and the seg gain of each composition by label."""
     walk = [cam_quality(b / "propagate" / "metrics.json") for b in bases]
     walk_d = [cam_quality(b / "propagate_debias" / "metrics.json") for b in bases]
     pseudo = [mask_quality(b / "make_pseudo" / "metrics.json") for b in bases]
@@ -212,15 +234,28 @@ def chain_table(bases: Sequence[Path]) -> tuple[str, Any]:
 
     row("baseline: seeds -> walk -> CRF -> DeepLabV3+", walk, pseudo, seg, "-")
     row("+ OCR in train_seg (same pseudo masks)", None, None, seg_o, _gain(seg_o, seg, "miou").format())
-    g = _gain(seg_d, seg, "miou")
-    row(f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR", walk_d, pseudo_d, seg_d,
-        g.format())
+    gains = {}
+    label = f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR"
+    gains[label] = _gain(seg_d, seg, "miou")
+    row(label, walk_d, pseudo_d, seg_d, gains[label].format())
+    seg_w = [seg_quality(w / "eval_seg_debias_t40_ocr" / "metrics.json") for w in wood_bases]
+    if any(seg_w):
+        label = f"W-OoD + debias -> walk (own affinity net) -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR"
+        gains[label] = _gain(seg_w, seg, "miou")
+        row(label, [cam_quality(w / "propagate_debias" / "metrics.json") for w in wood_bases],
+            [mask_quality(w / "make_pseudo_debias_t40" / "metrics.json") for w in wood_bases], seg_w,
+            gains[label].format())
     done = [k for k, p in enumerate(pre) if all(p)]
     if done:
         pick = lambda j: [pre[k][j] for k in done]  # noqa: E731
         row(f"(variant, seeds {done}) debias -> walk -> CRF at 0.5 -> DeepLabV3+ with OCR", pick(0), pick(1), pick(2),
             _gain(pick(2), [seg[k] for k in done], "miou").format())
-    return "\n".join(lines), g
+    return "\n".join(lines), gains
+
+
+def seg_target_verdict(gain: Any) -> str:
+    """'met' when the paired seg gain is >= SEG_GAIN on average and beyond twice its spread, else 'MISSED'."""
+    return "met" if gain.stats.n and gain.stats.mean >= SEG_GAIN and gain.shown else "MISSED"
 
 
 def sweep_table(work_root: Path, quality_root: Path, biases: Sequence[float], seeds: Sequence[int]) -> str:
@@ -281,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                     quality_main(["--work-root", str(qroot), "--seeds", str(s), "--no-toco"]
                                  + (["--threads", str(args.threads)] if args.threads else []))
                 chain_part(qroot / f"seed{s}", qdata, s, ocr_alone="ocr" not in skip)
+                if "wood" not in skip:
+                    wood_chain_part(bias_dirs(wroot, qroot, DEFAULT_BIAS, s)[1], wdata, s)
         for b in sweep:
             for s in sweep_seeds:
                 base, wood = bias_dirs(wroot, qroot, b, s)
@@ -293,10 +330,11 @@ def main(argv: list[str] | None = None) -> int:
            f"Seeds at the default bias {DEFAULT_BIAS} (configs/synthetic/quality.py, train images, background "
            f"threshold 0.5, training seeds {', '.join(map(str, seeds))}):", "", seeds_table(res, True), ""]
     if not args.no_chain:
-        table, g = chain_table([qroot / f"seed{s}" for s in seeds])
-        verdict = ("met" if g.stats.n and g.stats.mean >= SEG_GAIN and g.shown else "MISSED")
+        table, gains = chain_table([qroot / f"seed{s}" for s in seeds],
+                                   [bias_dirs(wroot, qroot, DEFAULT_BIAS, s)[1] for s in seeds])
         out += ["Through the chain (segmentation on the held-out val split):", "", table, "",
-                f"Target (composition raises seg val mIoU by >= 5 beyond twice the spread): {verdict}.", ""]
+                "Target (a composition raises seg val mIoU by >= 5 beyond twice the spread):", ""]
+        out += [f"- {label}: {seg_target_verdict(g)} ({g.format()})" for label, g in gains.items()] + [""]
     if sweep:
         out += [f"Bias sweep (seeds part; training seeds {', '.join(map(str, sweep_seeds))} at the swept biases, "
                 f"{', '.join(map(str, seeds))} at {DEFAULT_BIAS}):", "",

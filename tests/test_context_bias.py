@@ -64,7 +64,25 @@ def test_chain_gain_is_paired_by_seed_and_needs_five_points_beyond_twice_the_spr
         seg_metrics(b / "eval_seg_ocr", plain + ocr, 0.001)
         seg_metrics(b / "eval_seg_debias_t40_ocr", composed, 0.001)
         bases.append(b)
-    table, gain = cb.chain_table(bases)
+    table, gains = cb.chain_table(bases)
+    (label, gain), = gains.items()
+    assert label.startswith("debias -> walk") and cb.seg_target_verdict(gain) == "met"
     assert gain.stats.mean == pytest.approx(0.07) and gain.stats.std == pytest.approx(0.01) and gain.shown
     ocr_row = next(line for line in table.splitlines() if line.startswith("| + OCR"))
     assert "not shown (+0.1 ± 0.5)" in ocr_row and "| 0.10 ± 0.00 % |" in ocr_row
+
+
+def test_wood_composition_row_pairs_with_the_plain_chain_and_misses_within_the_spread(tmp_path: Path) -> None:
+    bases, woods = [], []
+    for s, (plain, composed) in enumerate(((0.70, 0.80), (0.72, 0.73), (0.71, 0.77))):  # gains +10, +1, +6
+        b, w = tmp_path / f"seed{s}", tmp_path / f"seed{s}_wood"
+        seg_metrics(b / "eval_seg", plain, 0.004)
+        seg_metrics(b / "eval_seg_debias_t40_ocr", plain + 0.01, 0.001)
+        seg_metrics(w / "eval_seg_debias_t40_ocr", composed, 0.001)
+        bases.append(b)
+        woods.append(w)
+    table, gains = cb.chain_table(bases, woods)
+    wood = gains[next(k for k in gains if k.startswith("W-OoD"))]
+    assert wood.stats.mean == pytest.approx(17 / 300) and wood.stats.std == pytest.approx(0.0451, abs=1e-4)
+    assert not wood.shown and cb.seg_target_verdict(wood) == "MISSED"  # mean 5.7 but spread 4.5: not shown
+    assert any(line.startswith("| W-OoD + debias") for line in table.splitlines())
