@@ -37,7 +37,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the stages of this checkout
@@ -122,6 +122,18 @@ def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, w
 DEBIAS_WALK_THRESHOLD = 0.4
 
 
+def walk_debiased_to_seg(cfg: Callable[[dict], Any]) -> None:
+    """The composition's steps after debias, in the work dir of ``cfg`` (extra overrides -> config): the walk on
+    the ``debias`` CAMs, CRF pseudo masks at DEBIAS_WALK_THRESHOLD, DeepLabV3+ with OCR, its val evaluation."""
+    run(cfg({"propagate.name": "propagate_debias", "propagate.input": "debias"}), "propagate")
+    run(cfg({"pseudo.name": "make_pseudo_debias_t40", "pseudo.input": "propagate_debias",
+             "pseudo.bg_threshold": DEBIAS_WALK_THRESHOLD}), "make_pseudo")
+    run(cfg({"train_seg.name": "train_seg_debias_t40_ocr", "train_seg.masks": "make_pseudo_debias_t40",
+             "train_seg.ocr": dict(OCR)}), "train_seg")
+    run(cfg({"eval_seg.name": "eval_seg_debias_t40_ocr", "eval_seg.input": "train_seg_debias_t40_ocr"}),
+        "eval_seg")
+
+
 def chain_part(base: Path, data: Path, seed: int, ocr_alone: bool = True) -> None:
     """OCR alone on the chain's pseudo masks; debias -> walk -> CRF pseudo masks at the walk threshold chosen on
     train (DEBIAS_WALK_THRESHOLD) -> DeepLabV3+ with OCR.
@@ -135,13 +147,7 @@ def chain_part(base: Path, data: Path, seed: int, ocr_alone: bool = True) -> Non
     if ocr_alone:
         run(cfg({"train_seg.name": "train_seg_ocr", "train_seg.ocr": dict(OCR)}), "train_seg")
         run(cfg({"eval_seg.name": "eval_seg_ocr", "eval_seg.input": "train_seg_ocr"}), "eval_seg")
-    run(cfg({"propagate.name": "propagate_debias", "propagate.input": "debias"}), "propagate")
-    run(cfg({"pseudo.name": "make_pseudo_debias_t40", "pseudo.input": "propagate_debias",
-             "pseudo.bg_threshold": DEBIAS_WALK_THRESHOLD}), "make_pseudo")
-    run(cfg({"train_seg.name": "train_seg_debias_t40_ocr", "train_seg.masks": "make_pseudo_debias_t40",
-             "train_seg.ocr": dict(OCR)}), "train_seg")
-    run(cfg({"eval_seg.name": "eval_seg_debias_t40_ocr", "eval_seg.input": "train_seg_debias_t40_ocr"}),
-        "eval_seg")
+    walk_debiased_to_seg(cfg)
 
 
 def wood_chain_part(wood_dir: Path, wood_data: Path, seed: int) -> None:
@@ -153,13 +159,7 @@ def wood_chain_part(wood_dir: Path, wood_data: Path, seed: int) -> None:
                                     {"train_cls.wood": dict(WOOD), "debias": dict(DEBIAS, input="make_cam"),
                                      **extra})
     run(cfg({}), "train_aff")
-    run(cfg({"propagate.name": "propagate_debias", "propagate.input": "debias"}), "propagate")
-    run(cfg({"pseudo.name": "make_pseudo_debias_t40", "pseudo.input": "propagate_debias",
-             "pseudo.bg_threshold": DEBIAS_WALK_THRESHOLD}), "make_pseudo")
-    run(cfg({"train_seg.name": "train_seg_debias_t40_ocr", "train_seg.masks": "make_pseudo_debias_t40",
-             "train_seg.ocr": dict(OCR)}), "train_seg")
-    run(cfg({"eval_seg.name": "eval_seg_debias_t40_ocr", "eval_seg.input": "train_seg_debias_t40_ocr"}),
-        "eval_seg")
+    walk_debiased_to_seg(cfg)
 
 
 # ----------------------------------------------------------------------------------------------- tables
