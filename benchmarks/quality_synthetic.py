@@ -94,7 +94,8 @@ def chain_rows(unaries: Sequence[str]) -> list[Row]:
              Row("pseudo masks: walk, IRN band 0.6/0.4", "make_pseudo_band", "train", "mask", "make_pseudo_thr"),
              Row("pseudo masks: walk + CRF (configured)", "make_pseudo", "train", "mask", "make_pseudo_thr"),
              Row("DeepLabV3+ on pseudo masks", "eval_seg", "val", "seg"),
-             Row("fully supervised bound (same net, GT, 3x iterations)", "eval_seg_gt", "val", "seg")]
+             Row("DeepLabV3+ on pseudo masks, the bound's schedule", "eval_seg_long", "val", "seg"),
+             Row("fully supervised bound (same net, GT, 6x iterations)", "eval_seg_gt", "val", "seg")]
     return rows
 
 
@@ -120,12 +121,12 @@ def with_crf_unaries(cfg: Any, unaries: Sequence[str]) -> None:
 
 
 def quick_config(cfg: Any) -> None:
-    """--quick: PAR with fewer iterations and the bound on the quick schedule (their entries carry their own
-    overrides, which win over --cfg-options)."""
+    """--quick: PAR with fewer iterations and the bound (and the network on pseudo masks with the bound's
+    schedule) on the quick schedule (their entries carry their own overrides, which win over --cfg-options)."""
     for item in cfg.pipeline:
         if isinstance(item, dict) and item.get("name") == "propagate_par":
             item["cfg"]["propagate"]["par"] = dict(dilations=[1, 2], num_iter=2, w1=0.3, w2=0.01, scale=1.0)
-        if isinstance(item, dict) and item.get("name") == "train_seg_gt":
+        if isinstance(item, dict) and item.get("name") in ("train_seg_gt", "train_seg_long"):
             for key in ("iters", "ckpt_interval"):
                 item["cfg"]["train_seg"][key] = QUICK_OPTIONS[f"train_seg.{key}"]
 
@@ -299,7 +300,10 @@ def targets_table(work_dirs: Sequence[Path], rows: Sequence[Row]) -> tuple[str, 
     lines = ["| target | measured | verdict |", "|---|---|---|"]
     for label, stage, target in (("pseudo masks (train, configured) >= 80 % of the bound", "make_pseudo",
                                   PSEUDO_TARGET),
-                                 ("segmentation (val) >= 85 % of the bound", "eval_seg", SEG_TARGET)):
+                                 ("segmentation (val, configured schedule) >= 85 % of the bound", "eval_seg",
+                                  SEG_TARGET),
+                                 ("segmentation (val, the bound's schedule) >= 85 % of the bound", "eval_seg_long",
+                                  SEG_TARGET)):
         r = ratio_of(stage)
         if r is None or r == NOT_CONVERGED:
             verdict = "cannot judge: " + ("bound not converged" if r == NOT_CONVERGED else "not run")

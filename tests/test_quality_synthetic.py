@@ -29,10 +29,12 @@ def test_every_seed_runs_the_whole_chain_with_the_bound_curve(quick: tuple[Path,
     for seed in (0, 1):
         wd = root / f"seed{seed}"
         for stage in ("make_cam", "propagate_par", "propagate", "make_pseudo_thr", "make_pseudo_band",
-                      "make_pseudo", "eval_seg_gt", "eval_seg"):
+                      "make_pseudo", "eval_seg_gt", "eval_seg", "eval_seg_long"):
             assert json.loads((wd / stage / "manifest.json").read_text())["status"] == "complete", stage
-        curve = json.loads((wd / "train_seg_gt" / "curve.json").read_text())
-        assert [p["fraction"] for p in curve["points"]] == [0.25, 0.5, 0.75, 1.0]
+        for long in ("train_seg_gt", "train_seg_long"):  # 8 points of 4 quick iterations: one per iteration
+            curve = json.loads((wd / long / "curve.json").read_text())
+            assert [p["fraction"] for p in curve["points"]] == [0.25, 0.5, 0.75, 1.0]
+            assert json.loads((wd / long / "manifest.json").read_text())["config"]["train_seg"]["iters"] == 4
         assert json.loads((wd / "train_seg" / "manifest.json").read_text())["config"]["seed"] == seed
     assert (root / "report.md").read_text().strip() in stdout
 
