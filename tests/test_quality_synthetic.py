@@ -67,3 +67,28 @@ def test_report_rows_baselines_and_verdicts(quick: tuple[Path, str]) -> None:
             cell = line.split("|")[6].strip()
             assert cell == "bound not converged" or re.fullmatch(r"\d+\.\d %", cell), cell
     assert "Targets:" in stdout and "Missed:" in stdout
+
+
+def saved_vit_row(out_dir: Path, variant: str, seed: int, miou: float, oracle: float, overrides: dict) -> None:
+    d = out_dir / f"{variant}_seed{seed}"
+    d.mkdir(parents=True)
+    (d / "quality_row.json").write_text(json.dumps({
+        "variant": variant, "seed": seed, "overrides": overrides, "miou": miou, "bg_threshold": 0.5,
+        "oracle_miou": oracle, "oracle_threshold": 0.6, "val_map": 0.9}))
+
+
+def test_toco_rows_pair_saved_rows_by_seed_and_refuse_rows_of_other_options(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from benchmarks.quality_synthetic import VIT_REGIME, toco_rows
+    from benchmarks.quality_toco import VARIANTS
+
+    for seed, (t, c) in enumerate(((0.60, 0.50), (0.64, 0.52))):  # ToCo +10 and +12 at 0.5; oracle +1 and +3
+        saved_vit_row(tmp_path, "toco", seed, t, 0.70 + 0.02 * seed, {**VARIANTS["toco"][1], **VIT_REGIME})
+        saved_vit_row(tmp_path, "cls_only", seed, c, 0.69, {**VARIANTS["cls_only"][1], **VIT_REGIME})
+    table = toco_rows(tmp_path / "data", tmp_path, [0, 1, 2], compute=False)  # seed 2 never ran: left out
+    assert "| toco | 2 | 62.0 ± 2.8 @ 0.50 | 71.0 ± 1.4 (0.60) |" in table
+    assert "| ToCo gain over cls-only, at the configured threshold | - | +11.0 ± 1.4 |" in table
+    assert "| ToCo gain over cls-only, at each one's ORACLE threshold | - | not shown (+2.0 ± 1.4) |" in table
+    (tmp_path / "toco_seed1" / "quality_row.json").write_text(json.dumps({"overrides": {}}))  # the 96 px crops
+    with pytest.raises(SystemExit, match="made with options"):
+        toco_rows(tmp_path / "data", tmp_path, [0, 1], compute=False)
