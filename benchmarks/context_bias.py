@@ -215,14 +215,9 @@ def chain_table(bases: Sequence[Path], wood_bases: Sequence[Path] = ()) -> tuple
     first variant (debias before the walk at 0.5, run on seed 0 only) where its files exist. Returns the table
     and the seg gain of each composition by label."""
     walk = [cam_quality(b / "propagate" / "metrics.json") for b in bases]
-    walk_d = [cam_quality(b / "propagate_debias" / "metrics.json") for b in bases]
     pseudo = [mask_quality(b / "make_pseudo" / "metrics.json") for b in bases]
-    pseudo_d = [mask_quality(b / "make_pseudo_debias_t40" / "metrics.json") for b in bases]
     seg = [seg_quality(b / "eval_seg" / "metrics.json") for b in bases]
     seg_o = [seg_quality(b / "eval_seg_ocr" / "metrics.json") for b in bases]
-    seg_d = [seg_quality(b / "eval_seg_debias_t40_ocr" / "metrics.json") for b in bases]
-    pre = [(cam_quality(b / "propagate_debias" / "metrics.json"), mask_quality(b / "make_pseudo_debias" /
-            "metrics.json"), seg_quality(b / "eval_seg_debias_ocr" / "metrics.json")) for b in bases]
     lines = ["| chain (bias 0.8) | walk CAMs mIoU (train) | pseudo masks (train) | seg val mIoU ss | "
              "seg val ms + flip | out-of-candidate pixels (val, ss) | seg gain over the chain without it |",
              "|---|---|---|---|---|---|---|"]
@@ -232,19 +227,23 @@ def chain_table(bases: Sequence[Path], wood_bases: Sequence[Path] = ()) -> tuple
                      f"{_stat(p, 'miou').format() if p else '-'} | {_stat(s, 'miou').format()} | "
                      f"{_stat(s, 'ms').format()} | {_stat(s, 'ooc').format(100, 2)} % | {gain} |")
 
+    def composition(dirs: Sequence[Path], pseudo_stage: str, seg_stage: str):
+        """(walked debiased CAMs, pseudo masks, segmentation) of a composition's stages, one per dir."""
+        return ([cam_quality(d / "propagate_debias" / "metrics.json") for d in dirs],
+                [mask_quality(d / pseudo_stage / "metrics.json") for d in dirs],
+                [seg_quality(d / seg_stage / "metrics.json") for d in dirs])
+
     row("baseline: seeds -> walk -> CRF -> DeepLabV3+", walk, pseudo, seg, "-")
     row("+ OCR in train_seg (same pseudo masks)", None, None, seg_o, _gain(seg_o, seg, "miou").format())
     gains = {}
-    label = f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR"
-    gains[label] = _gain(seg_d, seg, "miou")
-    row(label, walk_d, pseudo_d, seg_d, gains[label].format())
-    seg_w = [seg_quality(w / "eval_seg_debias_t40_ocr" / "metrics.json") for w in wood_bases]
-    if any(seg_w):
-        label = f"W-OoD + debias -> walk (own affinity net) -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR"
-        gains[label] = _gain(seg_w, seg, "miou")
-        row(label, [cam_quality(w / "propagate_debias" / "metrics.json") for w in wood_bases],
-            [mask_quality(w / "make_pseudo_debias_t40" / "metrics.json") for w in wood_bases], seg_w,
-            gains[label].format())
+    for label, dirs in ((f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR", bases),
+                        (f"W-OoD + debias -> walk (own affinity net) -> CRF at {DEBIAS_WALK_THRESHOLD} -> "
+                         "DeepLabV3+ with OCR", wood_bases)):
+        walk_d, pseudo_d, seg_d = composition(dirs, "make_pseudo_debias_t40", "eval_seg_debias_t40_ocr")
+        if dirs is bases or any(seg_d):
+            gains[label] = _gain(seg_d, seg, "miou")
+            row(label, walk_d, pseudo_d, seg_d, gains[label].format())
+    pre = list(zip(*composition(bases, "make_pseudo_debias", "eval_seg_debias_ocr")))
     done = [k for k, p in enumerate(pre) if all(p)]
     if done:
         pick = lambda j: [pre[k][j] for k in done]  # noqa: E731

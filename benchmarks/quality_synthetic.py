@@ -156,7 +156,7 @@ def row_scores(work_dir: Path, row: Row) -> dict[str, Any]:
     return {"miou": m.get("miou")}
 
 
-def bound_curve(work_dir: Path, stage: str = "train_seg_gt") -> dict | None:
+def val_curve(work_dir: Path, stage: str = "train_seg_gt") -> dict | None:
     """The val curve.json of the bound (or of another train_seg stage run with eval_points)."""
     return read_json(Path(work_dir) / stage / "curve.json")
 
@@ -211,16 +211,27 @@ def bound_status(work_dirs: Sequence[Path]) -> tuple[Any, dict[str, float | None
     scores = [row_scores(wd, row) for wd in work_dirs]
     verdicts = []
     for wd in work_dirs:
-        c = bound_curve(wd)
+        c = val_curve(wd)
         verdicts.append(curve_converged([p["miou"] for p in c["points"]]) if c else None)
     converged = False if False in verdicts else (None if None in verdicts or not verdicts else True)
     return mean_std([s.get("miou") for s in scores]), class_means([s.get("per_class") for s in scores]), converged
 
 
+def cut_percent(ratio: float | str | None, digits: int) -> str:
+    """A ratio to the bound as a percentage cut (not rounded) to ``digits`` decimals, so a value just below a
+    target never reads as the target (0.849986: '84.99 %', not '85.00 %'); the verdict text as is; '-' for None."""
+    if ratio is None:
+        return "-"
+    if isinstance(ratio, str):
+        return ratio
+    scale = 10 ** (digits + 2)
+    return f"{math.floor(scale * ratio + 1e-9) / 10 ** digits:.{digits}f} %"
+
+
 def ablation_table(work_dirs: Sequence[Path], rows: Sequence[Row], baselines: dict[str, dict[str, float]]) -> str:
     """The main table: mean ± std per row, oracle beside the configured threshold, gain over the input, ratio to
     the bound (only a converged one), and whether the row beats every no-model baseline of its split."""
-    from wsss.eval.bound import bound_ratio, format_ratio
+    from wsss.eval.bound import bound_ratio
     from wsss.eval.seeds import mean_std, paired_gain
 
     bound, bound_cls, converged = bound_status(work_dirs)
@@ -249,8 +260,8 @@ def ablation_table(work_dirs: Sequence[Path], rows: Sequence[Row], baselines: di
         if r.input:
             src = next(x for x in rows if x.stage == r.input)
             gain = paired_gain([s.get("miou") for s in scores], [s.get("miou") for s in by_stage[src.stage]]).format()
-        ratio = "-" if r.stage == "eval_seg_gt" or not bound.n else format_ratio(
-            bound_ratio(m.mean if m.n else None, bound.mean if bound.n else None, bound_cls, converged), "")
+        ratio = "-" if r.stage == "eval_seg_gt" or not bound.n else cut_percent(
+            bound_ratio(m.mean if m.n else None, bound.mean if bound.n else None, bound_cls, converged), 1)
         best = max(baselines.get(r.split, {}).values(), default=float("nan"))
         beats = "-" if not m.n else ("yes" if m.mean > best else f"NO (best baseline {100 * best:.1f})")
         lines.append(f"| {r.label} | {r.split} | {cell} | {oracle} | {gain} | {ratio} | {beats} |")
@@ -265,7 +276,7 @@ def curve_table(work_dirs: Sequence[Path], seeds: Sequence[int], stage: str = "t
     :func:`wsss.eval.bound.curve_converged` (last quarter of the points against the quarter before, within 1 mIoU)."""
     from wsss.eval.bound import curve_converged
 
-    curves = [bound_curve(wd, stage) for wd in work_dirs]
+    curves = [val_curve(wd, stage) for wd in work_dirs]
     fractions = next((["%g" % (100 * p["fraction"]) for p in c["points"]] for c in curves if c),
                      ["25", "50", "75", "100"])
     lines = [f"| seed | val mIoU at {' / '.join(fractions)} % of the schedule | iterations | flat at the end |",
@@ -315,9 +326,7 @@ def targets_table(work_dirs: Sequence[Path], rows: Sequence[Row]) -> tuple[str, 
             verdict = "met" if r >= target else "MISSED"
             if r < target:
                 missed.append(label)
-        # the ratio is cut, not rounded, to 2 decimals: 0.849986 reads 84.99 %, never 85.00 % beside "MISSED"
-        shown = "-" if r is None else (r if isinstance(r, str) else f"{math.floor(1e4 * r + 1e-9) / 100:.2f} %")
-        lines.append(f"| {label} | {shown} | {verdict} |")
+        lines.append(f"| {label} | {cut_percent(r, 2)} | {verdict} |")
     for r in rows:
         if not r.input:
             continue
@@ -341,12 +350,8 @@ def toco_rows(data_root: Path, out_dir: Path, seeds: Sequence[int], compute: boo
     from benchmarks.quality_toco import run_variant
     from wsss.eval.seeds import mean_std, paired_gain
 
-    def row(v: str, s: int) -> dict | None:
-        if not compute and not (out_dir / f"{v}_seed{s}" / "quality_row.json").is_file():
-            return None
-        return run_variant(v, data_root, out_dir, None, s, VIT_REGIME)
-
-    res = {v: [row(v, s) for s in seeds] for v in ("toco", "cls_only")}
+    res = {v: [run_variant(v, data_root, out_dir, None, s, VIT_REGIME, compute) for s in seeds]
+           for v in ("toco", "cls_only")}
     lines = ["| seed CAMs, ViT (train) | seeds | mIoU @ bg thr | ORACLE (thr) | val mAP |", "|---|---|---|---|---|"]
     for v, rs in res.items():
         done = [r for r in rs if r]
@@ -426,7 +431,7 @@ def report(cfgs: Sequence[Any], seeds: Sequence[int], args: argparse.Namespace, 
     out += ["The bound's curve (val mIoU, single scale, during training; flat at the end = the mean of the last "
             "quarter of the points within 1 mIoU of the mean of the quarter before; converged = flat on every "
             "seed):", "", curve_table(work_dirs, seeds), ""]
-    if any(bound_curve(wd, "train_seg_long") for wd in work_dirs):
+    if any(val_curve(wd, "train_seg_long") for wd in work_dirs):
         out += ["The same network on the pseudo masks for the bound's schedule (val mIoU, single scale; same rule, "
                 "shown for reading, it gates nothing):", "", curve_table(work_dirs, seeds, "train_seg_long"), ""]
     if toco:

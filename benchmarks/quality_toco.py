@@ -74,11 +74,12 @@ def token_similarity(cfg, num_images: int = 32) -> float:
 
 
 def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, seed: int | None = None,
-                extra: dict | None = None) -> dict:
+                extra: dict | None = None, compute: bool = True) -> dict | None:
     """Train, make CAMs and score one variant; a finished variant's saved row is returned as is.
 
     ``extra``: options on top of the variant's own (e.g. the crop of another data regime); they are saved in the
     row, and a saved row made with other options is refused rather than returned as if it matched.
+    ``compute=False`` (report only): None instead of training when no row is saved.
     """
     config, overrides = VARIANTS[name]
     overrides = {**overrides, **(extra or {})}
@@ -99,6 +100,8 @@ def run_variant(name: str, data_root: Path, out_dir: Path, iters: int | None, se
             row.update(seg_on_val(cfg))
             row_file.write_text(json.dumps(row, indent=2))
         return row
+    if not compute:
+        return None
     t0, c0 = time.time(), time.process_time()
     train_cls.run(cfg, resume=True)
     t1, c1 = time.time(), time.process_time()

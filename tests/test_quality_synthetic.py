@@ -92,3 +92,13 @@ def test_toco_rows_pair_saved_rows_by_seed_and_refuse_rows_of_other_options(tmp_
     (tmp_path / "toco_seed1" / "quality_row.json").write_text(json.dumps({"overrides": {}}))  # the 96 px crops
     with pytest.raises(SystemExit, match="made with options"):
         toco_rows(tmp_path / "data", tmp_path, [0, 1], compute=False)
+
+
+def test_ratios_to_the_bound_are_cut_not_rounded() -> None:
+    sys.path.insert(0, str(REPO))
+    from benchmarks.quality_synthetic import cut_percent
+    from wsss.eval.bound import NOT_CONVERGED
+
+    assert cut_percent(0.849986, 2) == "84.99 %" and cut_percent(0.849986, 1) == "84.9 %"  # rounding: 85.00 / 85.0
+    assert cut_percent(0.85, 2) == "85.00 %" and cut_percent(0.765, 1) == "76.5 %"  # exact values stay exact
+    assert cut_percent(NOT_CONVERGED, 1) == NOT_CONVERGED and cut_percent(None, 2) == "-"
