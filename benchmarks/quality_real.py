@@ -17,7 +17,9 @@ training photos, without the random walk; ``classic_rw`` with it), ``zero``/``ze
 coco128_imagenet_zero.py (no training: the ImageNet head through the VOC mapping), ``finetune`` =
 coco128_lite0.py on the same split (the previous recipe: the whole network fine-tuned,
 150 iterations as in the earlier table; seeds only), ``seed1``/``seed2`` = coco128_small.py with seed 1 / 2
-(classifier and seeds only, for the spread). ``--figure`` draws image | seed CAM | pseudo mask (PAR + CRF) |
+(classifier and seeds only, for the spread), ``wood``/``wood_seed1``/``wood_seed2`` = coco128_small_wood.py (W-OoD
+with the no-class training photos; the chain for seed 0, seeds only for 1 / 2), paired with the plain runs by
+seed in their own table. ``--figure`` draws image | seed CAM | pseudo mask (PAR + CRF) |
 ground truth for 8 held-out photos.
 """
 
@@ -59,8 +61,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "train_cls.iters": 150, **_SEEDS_ONLY}),
     "seed1": ("configs/real/coco128_small.py", {"seed": 1, **_SEEDS_ONLY}),
     "seed2": ("configs/real/coco128_small.py", {"seed": 2, **_SEEDS_ONLY}),
+    # W-OoD (configs/real/coco128_small_wood.py): the same held-out chain, the no-class training photos as OoD.
+    "wood": ("configs/real/coco128_small_wood.py", {}),
+    "wood_seed1": ("configs/real/coco128_small_wood.py", {"seed": 1, **_SEEDS_ONLY}),
+    "wood_seed2": ("configs/real/coco128_small_wood.py", {"seed": 2, **_SEEDS_ONLY}),
 }
-DEFAULT_VARIANTS = "heldout,classic,zero,zero_classic,finetune,seed1,seed2"
+DEFAULT_VARIANTS = "heldout,classic,zero,zero_classic,finetune,seed1,seed2,wood,wood_seed1,wood_seed2"
+#: W-OoD's runs and the plain runs they pair with (same training seed, same split).
+WOOD_PAIRS = (("heldout", "wood"), ("seed1", "wood_seed1"), ("seed2", "wood_seed2"))
 # (stage folder, row label): CAM-format stages, scored at a background threshold with an oracle sweep.
 CAM_STAGES = [
     ("make_cam", "seed CAMs (ms + flip)"),
@@ -149,6 +157,47 @@ def seed_spread(dirs: Sequence[Path]) -> tuple[float, float, float, int] | None:
     if not vals:
         return None
     return sum(vals) / len(vals), min(vals), max(vals), len(vals)
+
+
+def cam_precision_recall(m: dict | None) -> dict[str, float] | None:
+    """mIoU, mean foreground precision / recall over the classes present, and the oracle of a CAM stage."""
+    if not m:
+        return None
+    fg = [r for name, r in m["summary"]["per_class"].items() if name != "background" and r["gt_pixels"] > 0]
+    mean = (lambda k: sum(r[k] or 0.0 for r in fg) / max(len(fg), 1))
+    return {"miou": m["miou"], "precision": mean("precision"), "recall": mean("recall"),
+            "oracle": m["oracle"]["miou"]}
+
+
+def wood_table(work_dirs: dict[str, Path]) -> str:
+    """W-OoD against the plain held-out runs, paired by training seed: classifier mAP and the seeds' mIoU,
+    foreground precision / recall and oracle (mean ± std over seeds; gains 'not shown' within twice their
+    spread), then the chain of seed 0 (PAR, random walk, pseudo masks) where both ran it."""
+    from wsss.eval.seeds import mean_std, paired_gain
+
+    pairs = [(work_dirs.get(a), work_dirs.get(b)) for a, b in WOOD_PAIRS]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    head = "| held-out photos | plain | W-OoD | W-OoD gain (paired by seed) |"
+    lines = [head, "|---|---|---|---|"]
+    plain = [cam_precision_recall(read_metrics(a, "make_cam")) or {} for a, _ in pairs]
+    wood = [cam_precision_recall(read_metrics(b, "make_cam")) or {} for _, b in pairs]
+    rows = [("classifier mAP", [_map(a) for a, _ in pairs], [_map(b) for _, b in pairs])]
+    rows += [(f"seed CAMs: {label}", [r.get(key) for r in plain], [r.get(key) for r in wood])
+             for key, label in (("miou", "mIoU"), ("precision", "fg precision"), ("recall", "fg recall"),
+                                ("oracle", "ORACLE mIoU"))]
+    for label, a, b in rows:
+        lines.append(f"| {label} | {mean_std(a).format()} | {mean_std(b).format()} | "
+                     f"{paired_gain(b, a).format()} |")
+    if pairs:
+        a, b = pairs[0]
+        for stage, label in CAM_STAGES[1:] + MASK_STAGES:
+            ma, mb = read_metrics(a, stage), read_metrics(b, stage)
+            if ma and mb:
+                key = "miou_ignore_as_wrong" if "miou_ignore_as_wrong" in ma else "miou"
+                note = " (undecided = wrong)" if key != "miou" else ""
+                lines.append(f"| {label}{note}, seed 0 | {pct(ma[key])} | {pct(mb[key])} | "
+                             f"{paired_gain([mb[key]], [ma[key]]).format()} |")
+    return "\n".join(lines)
 
 
 def protocol_table(columns: dict[str, dict[str, Any]]) -> str:
@@ -399,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         out += ["Per-class IoU, held-out photos (classes with ground-truth pixels; configured thresholds; "
                 "pseudo masks with undecided pixels excluded):", "",
                 per_class_table(work_dirs["heldout"]), ""]
+    if any(b in work_dirs for _, b in WOOD_PAIRS):
+        out += ["W-OoD (coco128_small_wood.py: the 26 no-class training photos as OoD candidates, the 16 hardest "
+                "mined at iteration 150 of 300), against the plain runs of the same seeds:", "",
+                wood_table(work_dirs), ""]
     main_names = [n for n in ("heldout", classic) if n in work_dirs] or names[:1]
     stage_names = [e.name for e in parse_pipeline(cfgs[main_names[0]])]
     out += ["Wall time per stage (seconds):", "", timing_table({n: work_dirs[n] for n in main_names}, stage_names)]

@@ -63,7 +63,7 @@ from wsss.errors import InputError, WSSSError
 from wsss.eval.cam_eval import mean_average_precision
 from wsss.log import log_to
 from wsss.models.multilabel_loss import LOSSES, build_loss
-from wsss.losses.wood import class_prototypes, mine_hard_ood, wood_metric_loss
+from wsss.losses.wood import adversarial_climb, class_prototypes, mine_hard_ood, wood_metric_loss
 from wsss.models.registry import build_classifier
 from wsss.schema import Rule, Schema
 
@@ -86,8 +86,10 @@ DEFAULTS: dict[str, Any] = dict(
 #: images without labels are used) or ``ood_dir`` (a folder of images); from iteration ``start_iter`` (default
 #: iters // 2) the ``top_k`` hardest OoD images (all when None) train as all-negative (``ood_weight``) and the
 #: metric loss (``weight``) uses ``clusters`` k-means centres of their features, ``near_fraction`` nearest pairs.
+#: ``adv_step`` > 0 moves each OoD batch one step up its top logit first (wsss.losses.wood.adversarial_climb;
+#: the reference's value is 0.07; default 0 keeps the runs made before the option).
 WOOD_DEFAULTS: dict[str, Any] = dict(ood_split=None, ood_dir=None, start_iter=None, top_k=None, clusters=8,
-                                     near_fraction=0.2, weight=0.01, ood_weight=0.3)
+                                     near_fraction=0.2, weight=0.01, ood_weight=0.3, adv_step=0.0)
 
 
 def inputs(cfg: Config) -> list[str]:
@@ -145,6 +147,8 @@ def wood_settings(value: Any, iters: int) -> dict[str, Any] | None:
         raise WSSSError(f"train_cls.wood.start_iter must be in [0, {iters}), got {w['start_iter']}")
     if not 0.0 < float(w["near_fraction"]) <= 1.0 or int(w["clusters"]) < 1:
         raise WSSSError(f"train_cls.wood: need 0 < near_fraction <= 1 and clusters >= 1, got {w}")
+    if float(w["adv_step"]) < 0:
+        raise WSSSError(f"train_cls.wood.adv_step must be >= 0, got {w['adv_step']}")
     return w
 
 
@@ -193,14 +197,31 @@ class _LossModule(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, iteration: int,
                 ood_images: torch.Tensor | None = None, wood: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-        if wood is None:
+        if wood is None or ood_images is None:
             return self.model.losses(images, labels, iteration)
         return wood_losses(self.model, images, labels, ood_images, wood)
 
 
-def _check_wood_model(model: nn.Module) -> None:
+def _check_wood_model(model: nn.Module, cached: bool) -> None:
+    if cached:  # head-only on cached pooled features: any head_only classifier with a logits-of-pooled head
+        if not (hasattr(model, "backbone") and hasattr(model, "_logits") and hasattr(model, "pooled_features")):
+            raise WSSSError("train_cls.wood with cache_views needs a head-only classifier with pooled features")
+        return
     if not (hasattr(model, "backbone") and hasattr(model, "_logits") and getattr(model, "pool", None) == "avg"):
         raise WSSSError("train_cls.wood needs cls_model type 'cam_classifier' with pool='avg' (pooled features)")
+
+
+def cached_wood_losses(model: nn.Module, losses: dict[str, torch.Tensor], ood_pooled: torch.Tensor,
+                       wood: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """W-OoD on a frozen backbone (``cache_views``): the in-distribution ``losses`` plus the all-negative loss of
+    the mined OoD images' cached pooled features through the head.
+
+    The metric loss is left out, not approximated: it is a function of the pooled features only, which a frozen
+    backbone does not change, so its gradient with respect to every trainable parameter is zero. What W-OoD
+    can still do there is what its all-negative term does: teach the head that the context alone is no class."""
+    ood_logits = model._logits(ood_pooled).float()
+    ood = F.multilabel_soft_margin_loss(ood_logits, torch.zeros_like(ood_logits))
+    return {**losses, "loss": losses["loss"] + float(wood["ood_weight"]) * ood, "loss_ood": ood.detach()}
 
 
 def wood_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ood_images: torch.Tensor,
@@ -211,6 +232,7 @@ def wood_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, oo
     pooled = model.backbone(images).mean(dim=(2, 3))
     logits = model._logits(pooled).float()
     cls = F.multilabel_soft_margin_loss(logits, labels.float())
+    ood_images = adversarial_climb(model, ood_images, float(wood.get("adv_step", 0.0)))
     ood_logits = model(ood_images).float()
     ood = F.multilabel_soft_margin_loss(ood_logits, torch.zeros_like(ood_logits))
     metric = wood_metric_loss(pooled, labels, wood["prototypes"], wood["centers"], float(wood["near_fraction"]),
@@ -274,17 +296,19 @@ def label_matrix(ds) -> np.ndarray:
     return np.stack([ds.label_vector(i) for i in ds.ids]) if len(ds) else np.zeros((0, ds.num_classes - 1))
 
 
-def feature_path(stage_dir: Path, image_id: str) -> Path:
-    return stage_dir / "features" / f"{image_id}.npy"
+def feature_path(stage_dir: Path, image_id: str, folder: str = "features") -> Path:
+    return stage_dir / folder / f"{image_id}.npy"
 
 
 @torch.no_grad()
 def cache_features(model: nn.Module, ds, s: dict[str, Any], seed: int, stage_dir: Path,
-                   device: torch.device) -> np.ndarray:
+                   device: torch.device, folder: str = "features") -> np.ndarray:
     """Pooled features of ``cache_views`` augmented views of every image: float32 [N, V, C].
 
     View v of image i is the training augmentation of (seed, epoch=v, index=i), so the cache holds what
     V epochs of image training would have shown a frozen backbone. Files that exist are reused (resume).
+    ``folder``: ``features`` for the training images, ``ood_features`` for W-OoD's candidates (an image may be
+    in both sets, with other augmentation seeds).
     """
     from tqdm import tqdm
 
@@ -292,24 +316,24 @@ def cache_features(model: nn.Module, ds, s: dict[str, Any], seed: int, stage_dir
     aug = ClassificationSet(ds, classification_transform(int(s["crop_size"]), train=True,
                                                          scale_range=tuple(s["scale_range"]),
                                                          color_jitter=float(s["color_jitter"])), seed=seed)
-    todo = [k for k, i in enumerate(ds.ids) if not feature_path(stage_dir, i).is_file()]
+    todo = [k for k, i in enumerate(ds.ids) if not feature_path(stage_dir, i, folder).is_file()]
     was_training = model.training
     model.eval()
     bs = max(1, int(s["cache_batch_size"]))
-    for k in tqdm(todo, desc="train_cls features", unit="img", dynamic_ncols=True, disable=not todo):
+    for k in tqdm(todo, desc=f"train_cls {folder}", unit="img", dynamic_ncols=True, disable=not todo):
         images = []
         for v in range(views):
             aug.set_epoch(v)
             images.append(aug[k][0])
         x = torch.stack(images).to(device)
         pooled = torch.cat([model.pooled_features(x[j:j + bs]).float() for j in range(0, views, bs)])
-        with atomic_path(feature_path(stage_dir, ds.ids[k])) as tmp:
+        with atomic_path(feature_path(stage_dir, ds.ids[k], folder)) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, pooled.cpu().numpy().astype(np.float32))
     model.train(was_training)
-    feats = [np.load(feature_path(stage_dir, i)) for i in ds.ids]
+    feats = [np.load(feature_path(stage_dir, i, folder)) for i in ds.ids]
     if any(f.shape[0] != views for f in feats):
-        raise WSSSError(f"{stage_dir / 'features'}: cached features of another cache_views; re-run with --force")
+        raise WSSSError(f"{stage_dir / folder}: cached features of another cache_views; re-run with --force")
     return np.stack(feats)
 
 
@@ -352,19 +376,26 @@ def evaluate_map(model: nn.Module, ds, crop_size: int, batch_size: int, device: 
             "ap": {names[k]: (None if math.isnan(v) else round(float(v), 6)) for k, v in enumerate(ap)}}
 
 
+def _ood_sampler(n_mined: int, s: dict[str, Any], seed: int, n_iters: int,
+                 start_iter: int) -> ResumableBatchSampler:
+    """Batches of (epoch, index) over the mined OoD images, their own seed (seed + 1), resumable at
+    ``start_iter`` of the ``n_iters`` W-OoD iterations."""
+    bs = int(s["batch_size"])
+    if n_mined < bs * dist.world_size():
+        raise WSSSError(f"train_cls.wood: {n_mined} mined OoD images, fewer than one batch of "
+                        f"{bs * dist.world_size()}; raise wood.top_k or add OoD images")
+    return ResumableBatchSampler(n_mined, bs, n_iters, seed=seed + 1, start_iter=start_iter)
+
+
 def _ood_loader(ood_ds: SegDataset, mined_ids: list[str], s: dict[str, Any], seed: int, n_iters: int,
                 start_iter: int, device: torch.device):
     """Iterator over augmented OoD batches (images, all-zero labels, index) of the mined images, resumable like
     the main loader: iteration ``start_iter`` of ``n_iters`` (counted from wood.start_iter)."""
     mined = replace(ood_ds, ids=list(mined_ids), labels={i: [] for i in mined_ids})
-    bs = int(s["batch_size"])
-    if len(mined) < bs * dist.world_size():
-        raise WSSSError(f"train_cls.wood: {len(mined)} mined OoD images, fewer than one batch of "
-                        f"{bs * dist.world_size()}; raise wood.top_k or add OoD images")
     data = _EpochIndexed(ClassificationSet(
         mined, classification_transform(int(s["crop_size"]), train=True, scale_range=tuple(s["scale_range"]),
                                         color_jitter=float(s["color_jitter"])), seed=seed + 1))
-    sampler = ResumableBatchSampler(len(mined), bs, n_iters, seed=seed + 1, start_iter=start_iter)
+    sampler = _ood_sampler(len(mined), s, seed, n_iters, start_iter)
     return iter(DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
                            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed + 1)))
 
@@ -423,10 +454,10 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     wood = s["wood"]
     ood_ds = None
     if wood:
-        _check_wood_model(model)
-        if views:
-            raise WSSSError("train_cls.wood trains the backbone's features on OoD images; it does not combine "
-                            "with train_cls.cache_views (head-only training on cached features)")
+        _check_wood_model(model, cached=bool(views))
+        if views and float(wood["adv_step"]) > 0:
+            raise WSSSError("train_cls.wood.adv_step moves OoD images, but with train_cls.cache_views the head trains "
+                            "on cached features; set adv_step=0")
         ood_ds = ood_dataset(cfg, wood, train_ds)
         n_mined = len(ood_ds) if wood["top_k"] is None else min(int(wood["top_k"]), len(ood_ds))
         if n_mined < int(s["batch_size"]) * dist.world_size():  # fail now, not at start_iter
@@ -457,17 +488,30 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
         targets = torch.from_numpy(label_matrix(train_ds))
         loader = sampler
 
-        def step(batch, ood_images=None, wood_dev=None) -> dict[str, torch.Tensor]:
+        ood_feats = (torch.from_numpy(cache_features(model, ood_ds, s, int(cfg.seed) + 1, sd.path, device,
+                                                     "ood_features")) if wood else None)
+        if wood:
+            log.info("W-OoD on cached features: the metric loss has no trainable input (frozen backbone) and is "
+                     "left out; the mined OoD images train the head as all-negative")
+
+        def step(batch, ood_batch=None, wood_dev=None) -> dict[str, torch.Tensor]:
             idx = [k for _, k in batch]
             pooled = torch.stack([feats[k, view_of(int(cfg.seed), e, k, views)] for e, k in batch])
-            return model.head_losses(pooled.to(device), targets[idx].to(device))
+            losses = model.head_losses(pooled.to(device), targets[idx].to(device))
+            if ood_batch is None:
+                return losses
+            rows = wood_dev["mined_rows"]
+            ood_pooled = torch.stack([ood_feats[rows[k], view_of(int(cfg.seed) + 1, e, k, views)]
+                                      for e, k in ood_batch])
+            return cached_wood_losses(model, losses, ood_pooled.to(device), wood_dev)
     else:
         data = _EpochIndexed(ClassificationSet(train_ds, train_transform(s), seed=int(cfg.seed)))
         loader = DataLoader(data, batch_sampler=sampler, num_workers=int(s["num_workers"]),
                             pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(int(cfg.seed)))
 
-        def step(batch, ood_images=None, wood_dev=None) -> dict[str, torch.Tensor]:
+        def step(batch, ood_batch=None, wood_dev=None) -> dict[str, torch.Tensor]:
             images, labels, _idx = batch
+            ood_images = None if ood_batch is None else ood_batch[0].to(device, non_blocking=True)
             return net(images.to(device, non_blocking=True), labels.to(device, non_blocking=True), it,
                        ood_images, wood_dev)
     val_ds = _val_split(cfg)
@@ -492,11 +536,17 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
             if wood_state is None:
                 wood_state = prepare_wood(model, train_ds, ood_ds, s, int(cfg.seed), device)
             wood_dev = {**wood, **{k: wood_state[k].to(device) for k in ("prototypes", "present", "centers")}}
-            ood_batches = _ood_loader(ood_ds, wood_state["mined_ids"], s, int(cfg.seed), iters - wood["start_iter"],
-                                      it - wood["start_iter"], device)
-        ood_images = next(ood_batches)[0].to(device, non_blocking=True) if ood_batches is not None else None
+            if views:  # batches of (epoch, index into the mined list); rows of the cached OoD features
+                position = {i: r for r, i in enumerate(ood_ds.ids)}
+                wood_dev["mined_rows"] = [position[i] for i in wood_state["mined_ids"]]
+                ood_batches = iter(_ood_sampler(len(wood_state["mined_ids"]), s, int(cfg.seed),
+                                                iters - wood["start_iter"], it - wood["start_iter"]))
+            else:
+                ood_batches = _ood_loader(ood_ds, wood_state["mined_ids"], s, int(cfg.seed),
+                                          iters - wood["start_iter"], it - wood["start_iter"], device)
+        ood_batch = next(ood_batches) if ood_batches is not None else None
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            losses = step(batch, ood_images, wood_dev)
+            losses = step(batch, ood_batch, wood_dev)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             raise WSSSError(f"train_cls: loss is {loss.item()} at iteration {it}; lower train_cls.lr")

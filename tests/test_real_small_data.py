@@ -4,6 +4,7 @@ training of the frozen EfficientNet-Lite0, and the zero-training ImageNet-mapped
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -113,3 +114,46 @@ def test_cached_feature_head_training_is_frozen_and_deterministic(tmp_path, monk
     weights = [k for k in package if not k.startswith("classifier.")]
     assert len(weights) == 245 and all(torch.equal(backbone[k], package[k]) for k in weights)  # nothing trained
     assert all(int(v) == 0 for k, v in backbone.items() if k.endswith("num_batches_tracked"))  # BN never updated
+
+
+NO_CLASS = ["coco_train2017_000000000009", "coco_train2017_000000000034", "coco_train2017_000000000072"]
+
+
+@needs_lite0
+def test_wood_on_cached_features_trains_the_head_on_mined_no_class_photos(tmp_path, monkeypatch, one_thread):
+    """W-OoD with a frozen backbone: the no-class photos of the training split are the candidates, the mined
+    ones get their own cached views, their all-negative loss enters from start_iter, the backbone stays frozen
+    and the head ends elsewhere than without W-OoD."""
+    from stages import train_cls
+
+    monkeypatch.chdir(REPO)
+    opts = {"train_cls.iters": 4, "train_cls.batch_size": 2, "train_cls.crop_size": 64, "train_cls.cache_views": 2,
+            "train_cls.num_workers": 0, "train_cls.log_interval": 1, "train_cls.ckpt_interval": 4,
+            "train_cls.lr": 0.05, "data.val_split": None, "pipeline": ["train_cls"]}
+    wood = {"train_cls.wood": dict(ood_split="train", start_iter=2, top_k=2, clusters=2, ood_weight=5.0)}
+    train = FOUR + NO_CLASS
+    finals = {}
+    for name, config, extra in (("plain", "coco128_small.py", {}), ("wood", "coco128_small_wood.py", wood)):
+        cfg = _split_cfg(config, tmp_path / name, train, FOUR, {**opts, **extra})
+        assert [r.status for r in run_pipeline(cfg)] == ["ran"]
+        finals[name] = torch.load(Path(cfg.work_dir) / "train_cls" / "final.pth", map_location="cpu")
+    stage = tmp_path / "wood" / "work" / "train_cls"
+    metrics = json.loads((stage / "metrics.json").read_text())
+    mined = metrics["wood"]["mined_ids"]
+    assert len(mined) == 2 and set(mined) <= set(NO_CLASS) and metrics["wood"]["ood_candidates"] == 3
+    assert sorted(p.stem for p in (stage / "ood_features").iterdir()) == sorted(NO_CLASS)
+    assert np.load(stage / "ood_features" / f"{mined[0]}.npy").shape == (2, 1280)
+    history = metrics["loss_history"]
+    assert [("loss_ood" in h) for h in history] == [False, False, True, True]  # from start_iter on
+    a, b = finals["plain"], finals["wood"]
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("backbone."))  # frozen in both
+    assert not torch.equal(a["rows_weight"], b["rows_weight"])  # the OoD term moved the head
+    # the OoD term is the all-negative soft-margin loss of the head on the cached OoD views, weighted
+    head = torch.nn.Linear(3, 2)
+    losses = {"loss": torch.tensor(0.5), "loss_cls": torch.tensor(0.5)}
+    model = type("M", (), {"_logits": staticmethod(head)})()
+    pooled = torch.tensor([[1.0, 0.0, 2.0]])
+    out = train_cls.cached_wood_losses(model, losses, pooled, {"ood_weight": 2.0})
+    z = head(pooled)
+    expected = 0.5 + 2.0 * torch.nn.functional.softplus(z).mean()
+    assert torch.allclose(out["loss"], expected) and torch.allclose(out["loss_ood"], expected.sub(0.5).div(2))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from wsss.cluster import kmeans, nearest_center
-from wsss.losses.wood import class_prototypes, mine_hard_ood, near_mask, wood_metric_loss
+from wsss.losses.wood import adversarial_climb, class_prototypes, mine_hard_ood, near_mask, wood_metric_loss
 
 F = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
 PROTOS = torch.tensor([[0.0, 3.0], [3.0, 0.0]])
@@ -64,6 +64,21 @@ def test_kmeans_separates_two_blobs_deterministically() -> None:
     a2, c2 = kmeans(x, 2, seed=3)
     assert torch.equal(a, a2) and torch.equal(c, c2)
     assert nearest_center(torch.tensor([[4.0, 4.0, 4.0]]), c).item() == int(a[20])
+
+
+def test_adversarial_climb_moves_each_image_up_its_top_logit_by_the_normalised_gradient() -> None:
+    # A linear classifier on 4 "pixels": logits = x @ W.T; image 0's top class is 0, image 1's is 1, so the
+    # gradient of the summed max logit is W[0] for image 0 and W[1] for image 1; max |grad| over the batch = 4.
+    w = torch.tensor([[1.0, -2.0, 0.0, 4.0], [0.5, 0.5, -1.0, 0.0]])
+    head = torch.nn.Linear(4, 2, bias=False)
+    head.weight.data.copy_(w)
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, -2.0, 0.0]])  # logits (5, 0.5) and (0, 2): tops 0, 1
+    moved = adversarial_climb(head, x, 0.4)
+    expected = (x + 0.4 * torch.stack([w[0], w[1]]) / 4.0).clamp(-2.0, 1.0)  # the batch's own range
+    assert torch.allclose(moved, expected)
+    assert head.weight.grad is None and not moved.requires_grad  # no parameter gradient, detached output
+    assert (head(moved).max(1).values >= head(x).max(1).values).all()  # the climb raised every top logit
+    assert adversarial_climb(head, x, 0.0) is x
 
 
 # --- train_cls with W-OoD ------------------------------------------------------------------------------------

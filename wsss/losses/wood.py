@@ -11,14 +11,18 @@ score.
 
 Following naver-ai/w-ood (read, not copied): Euclidean distances, the pull term is the mean over [B, K] of the
 labelled distances scaled by K / M, the push term the mean over [B, M] of the distances below the
-``(1 - near_fraction)``-th largest one (the near OoD centres), loss = pull - push.
+``(1 - near_fraction)``-th largest one (the near OoD centres), loss = pull - push. Before their all-negative loss
+the reference moves the OoD images one step up the classifier's top score (:func:`adversarial_climb`), so that
+the negatives it trains on are harder than the images themselves.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-__all__ = ["class_prototypes", "mine_hard_ood", "near_mask", "wood_metric_loss"]
+__all__ = ["adversarial_climb", "class_prototypes", "mine_hard_ood", "near_mask", "wood_metric_loss"]
 
 
 def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,3 +76,22 @@ def wood_metric_loss(features: torch.Tensor, labels: torch.Tensor, prototypes: t
     pull = (d_fg * lab).mean() * (k / m)
     push = (d_ood * near_mask(d_ood, near_fraction)).mean()
     return pull - push
+
+
+def adversarial_climb(classifier: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                      step: float) -> torch.Tensor:
+    """One step of the images up their highest class logit, as W-OoD does to its OoD batch before training it as
+    all-negative: ``x + step * g / max|g|`` with g the gradient of the batch's summed max logit w.r.t. the
+    (normalised) images, clamped to the batch's own value range. Returns a detached tensor; the classifier's
+    parameters get no gradient from this (autograd.grad w.r.t. the images only). ``step`` 0 returns the images.
+
+    Why: an OoD image the classifier already scores low teaches little; pushed towards "looks like class k" it
+    is the hard negative that removes the context from class k's evidence."""
+    if step == 0:
+        return images
+    x = images.detach().requires_grad_(True)
+    with torch.enable_grad():
+        top = classifier(x).float().max(dim=1).values.sum()
+        (grad,) = torch.autograd.grad(top, x)
+    moved = x.detach() + float(step) * grad / (grad.abs().max() + 1e-12)
+    return moved.clamp(images.min().item(), images.max().item())
