@@ -2,7 +2,7 @@
 
     python benchmarks/context_bias.py [--quality-root work_dirs/quality_synthetic] [--seeds 0,1,2]
         [--sweep 0.0,0.5,0.95] [--sweep-seeds 0] [--no-chain] [--skip wood,ocr] [--work-root work_dirs/context_bias]
-        [--threads N] [--report-only]
+        [--threads N] [--long] [--report-only]
 
 The benchmark is the quality benchmark's (configs/synthetic/quality.py: 208 px, stride 8, 1-3 objects,
 EfficientNet-Lite0 from ImageNet, co-occurrence bias 0.8 by default). At the default bias its three training
@@ -12,16 +12,19 @@ run here): the seed CAMs there are the baseline, and the extra stages are writte
 * ``debias``: biased-object removal on the seed CAMs (stages/debias.py; lite0 features, 16 clusters);
 * ``wood``: the classifier retrained with W-OoD (train_cls.wood: 60 context-only images of the same generator,
   30 mined from iteration 40) in ``<work-root>/bias_0.80/seed<s>_wood``, then its CAMs, and debias on them;
+* where the seeds' false positives fall (near the object, on the class's context, elsewhere) and the precision
+  that removing every context false positive would give (wsss/eval/false_positives.py), per method;
 * chain (``--no-chain`` skips it): OCR alone (train_seg.ocr on the chain's own pseudo masks) and the
   composition debias -> random walk (the chain's affinity net) -> CRF pseudo masks at the walk threshold chosen
   on train -> DeepLabV3+ with OCR, scored on the held-out val split against the same chain without them; unless
   ``--skip wood``, also W-OoD + debias through the same steps in the W-OoD work dir, with an affinity net trained
   on the W-OoD CAMs (same train/val images, so its val scores pair with the plain chain's).
 
-``--sweep`` biases run the seeds part (baseline, debias, W-OoD) on freshly generated data of that bias with
-``--sweep-seeds`` training seeds, in ``<work-root>/bias_<b>/``. Seeds are scored on the training images (the
-WSSS protocol) at the configured background threshold 0.5; ORACLE sweeps it on ground truth (an upper bound,
-not a result). Foreground precision / recall are means over the classes. Every figure over seeds is mean ±
+``--long`` also trains the composition's network for the bound's 1440 iterations, paired with the quality chain's
+``train_seg_long``. ``--sweep`` biases run the seeds part (baseline, debias, W-OoD) on freshly generated data of
+that bias with ``--sweep-seeds`` training seeds, in ``<work-root>/bias_<b>/``. Seeds are scored on the training
+images (the WSSS protocol) at the configured background threshold 0.5; ORACLE sweeps it on ground truth (an upper
+bound, not a result). Foreground precision / recall are means over the classes. Every figure over seeds is mean ±
 sample std; gains are paired by seed and "not shown" within twice their spread. No setting was chosen on val.
 Complete stages are reused, so a killed run resumes and ``--report-only`` prints the tables from disk.
 """
@@ -42,6 +45,8 @@ from typing import Any, Callable, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the stages of this checkout
     sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
 
 from wsss.config import load_config  # noqa: E402
 
@@ -122,9 +127,15 @@ def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, w
 DEBIAS_WALK_THRESHOLD = 0.4
 
 
-def walk_debiased_to_seg(cfg: Callable[[dict], Any]) -> None:
+#: The quality benchmark's long schedule (its ``train_seg_long``: the bound's 1440 iterations, own val curve).
+LONG_SEG = {"iters": 1440, "eval_points": 8, "ckpt_interval": 180}
+
+
+def walk_debiased_to_seg(cfg: Callable[[dict], Any], long: bool = False) -> None:
     """The composition's steps after debias, in the work dir of ``cfg`` (extra overrides -> config): the walk on
-    the ``debias`` CAMs, CRF pseudo masks at DEBIAS_WALK_THRESHOLD, DeepLabV3+ with OCR, its val evaluation."""
+    the ``debias`` CAMs, CRF pseudo masks at DEBIAS_WALK_THRESHOLD, DeepLabV3+ with OCR, its val evaluation;
+    with ``long`` also DeepLabV3+ with OCR on the same masks at the bound's schedule (LONG_SEG), which pairs with
+    the quality chain's own ``train_seg_long``."""
     run(cfg({"propagate.name": "propagate_debias", "propagate.input": "debias"}), "propagate")
     run(cfg({"pseudo.name": "make_pseudo_debias_t40", "pseudo.input": "propagate_debias",
              "pseudo.bg_threshold": DEBIAS_WALK_THRESHOLD}), "make_pseudo")
@@ -132,9 +143,14 @@ def walk_debiased_to_seg(cfg: Callable[[dict], Any]) -> None:
              "train_seg.ocr": dict(OCR)}), "train_seg")
     run(cfg({"eval_seg.name": "eval_seg_debias_t40_ocr", "eval_seg.input": "train_seg_debias_t40_ocr"}),
         "eval_seg")
+    if long:
+        run(cfg({"train_seg.name": "train_seg_debias_t40_ocr_long", "train_seg.masks": "make_pseudo_debias_t40",
+                 "train_seg.ocr": dict(OCR), **{f"train_seg.{k}": v for k, v in LONG_SEG.items()}}), "train_seg")
+        run(cfg({"eval_seg.name": "eval_seg_debias_t40_ocr_long", "eval_seg.input": "train_seg_debias_t40_ocr_long"}),
+            "eval_seg")
 
 
-def chain_part(base: Path, data: Path, seed: int, ocr_alone: bool = True) -> None:
+def chain_part(base: Path, data: Path, seed: int, ocr_alone: bool = True, long: bool = False) -> None:
     """OCR alone on the chain's pseudo masks; debias -> walk -> CRF pseudo masks at the walk threshold chosen on
     train (DEBIAS_WALK_THRESHOLD) -> DeepLabV3+ with OCR.
 
@@ -147,7 +163,7 @@ def chain_part(base: Path, data: Path, seed: int, ocr_alone: bool = True) -> Non
     if ocr_alone:
         run(cfg({"train_seg.name": "train_seg_ocr", "train_seg.ocr": dict(OCR)}), "train_seg")
         run(cfg({"eval_seg.name": "eval_seg_ocr", "eval_seg.input": "train_seg_ocr"}), "eval_seg")
-    walk_debiased_to_seg(cfg)
+    walk_debiased_to_seg(cfg, long=long)
 
 
 def wood_chain_part(wood_dir: Path, wood_data: Path, seed: int) -> None:
@@ -183,6 +199,61 @@ def seed_rows(dirs: Sequence[tuple[Path, Path]]) -> dict[str, list[dict | None]]
     """{method: [cam quality per seed]} for (baseline dir, W-OoD dir) per seed."""
     return {label: [cam_quality((b if which == "base" else w) / stage / "metrics.json") for b, w in dirs]
             for label, which, stage in SEED_METHODS}
+
+
+#: False positives within this distance of the class's own object count as "near" (two cells of the stride-8 CAM).
+NEAR_PX = 16.0
+
+
+def false_positive_split(cam_dir: Path, data_root: Path, threshold: float = 0.5,
+                         near_px: float = NEAR_PX) -> dict[str, float] | None:
+    """Precision of a CAM stage's train images at ``threshold``, split by where the false positives fall
+    (wsss.eval.false_positives): near the class's object, on its context (the image's background kind is the
+    class's own, from the generator's synthetic.json), elsewhere; with the precision ceiling of context removal."""
+    from wsss.cam.io import load_cam
+    from wsss.data.build import build_dataset
+    from wsss.eval.cam_eval import cam_to_labels
+    from wsss.eval.false_positives import false_positive_counts, precision_ceiling
+
+    if not (cam_dir / "metrics.json").is_file():
+        return None
+    meta = json.loads((data_root / "synthetic.json").read_text())
+    own = [c["background"] for c in meta["classes"]]
+    ds = build_dataset(load_config(str(ROOT / QUALITY), {"data.root": str(data_root)}, str(cam_dir)).data, "train")
+    counts = np.zeros((ds.num_classes, 4), np.int64)
+    for i in ds.ids:
+        keys, cams = load_cam(cam_dir / "cams" / f"{i}.npz")
+        context = [k + 1 for k, kind in enumerate(own) if kind == meta["backgrounds"][i]]
+        counts += false_positive_counts(cam_to_labels(keys, cams, threshold), ds.mask(i), ds.num_classes,
+                                        near_px, context)
+    present = [c for c in range(1, ds.num_classes) if any(c in ds.labels[i] for i in ds.ids)]
+    return precision_ceiling(counts, present)
+
+
+def false_positive_table(dirs: Sequence[tuple[Path, Path]], data_roots: tuple[Path, Path]) -> str:
+    """Per method (mean ± std over seeds): precision; the share of the baseline's context / near false-positive
+    pixels it removed (paired by seed); the share of its own false positives that are near the object; and the
+    precision if every context false positive were removed, with "near" at one and at two CAM cells (8 / 16 px),
+    since how far a context-driven spill reaches is not known."""
+    lines = ["| method | fg precision | baseline's context FPs removed (16 px) | baseline's near FPs removed (16 px) | "
+             "own FPs near the object (<= 16 px) | precision without context FPs: near <= 8 px | near <= 16 px |",
+             "|---|---|---|---|---|---|---|"]
+    base: dict[float, list] = {}
+    for label, which, stage in SEED_METHODS:
+        rows = {near: [false_positive_split((b if which == "base" else w) / stage,
+                                            data_roots[0] if which == "base" else data_roots[1], near_px=near)
+                       for b, w in dirs] for near in (8.0, NEAR_PX)}
+        base = base or rows
+        removed = [{k: 1 - r[f"fp_{k}"] / max(b0[f"fp_{k}"], 1.0) for k in ("context", "near")} if r and b0 else None
+                   for r, b0 in zip(rows[NEAR_PX], base[NEAR_PX])]
+        cells = [_stat(rows[NEAR_PX], "precision").format(),
+                 "-" if rows is base else _stat(removed, "context").format(),
+                 "-" if rows is base else _stat(removed, "near").format(),
+                 _stat(rows[NEAR_PX], "share_near").format(),
+                 _stat(rows[8.0], "precision_without_context").format(),
+                 _stat(rows[NEAR_PX], "precision_without_context").format()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def seeds_table(res: dict[str, list[dict | None]], targets: bool) -> str:
@@ -243,6 +314,13 @@ def chain_table(bases: Sequence[Path], wood_bases: Sequence[Path] = ()) -> tuple
         if dirs is bases or any(seg_d):
             gains[label] = _gain(seg_d, seg, "miou")
             row(label, walk_d, pseudo_d, seg_d, gains[label].format())
+    seg_long = [seg_quality(b / "eval_seg_long" / "metrics.json") for b in bases]
+    long_d = composition(bases, "make_pseudo_debias_t40", "eval_seg_debias_t40_ocr_long")
+    if any(long_d[2]):
+        row("baseline at the bound's 1440 iterations (the quality chain's train_seg_long)", None, None, seg_long, "-")
+        label = f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR, 1440 iterations"
+        gains[label] = _gain(long_d[2], seg_long, "miou")
+        row(label, *long_d[:2], long_d[2], gains[label].format())
     pre = list(zip(*composition(bases, "make_pseudo_debias", "eval_seg_debias_ocr")))
     done = [k for k, p in enumerate(pre) if all(p)]
     if done:
@@ -290,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated parts to leave out: 'wood' (the W-OoD "
                     "classifier), 'ocr' (OCR alone through segmentation, default bias only)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--long", action="store_true", help="also train the composition's network for the bound's "
+                    "1440 iterations (about 17 one-core minutes a seed), paired with the chain's train_seg_long")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     from benchmarks.quality_real import device_line, start_run
@@ -314,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not (qroot / f"seed{s}" / "eval_seg" / "metrics.json").is_file():
                     quality_main(["--work-root", str(qroot), "--seeds", str(s), "--no-toco"]
                                  + (["--threads", str(args.threads)] if args.threads else []))
-                chain_part(qroot / f"seed{s}", qdata, s, ocr_alone="ocr" not in skip)
+                chain_part(qroot / f"seed{s}", qdata, s, ocr_alone="ocr" not in skip, long=args.long)
                 if "wood" not in skip:
                     wood_chain_part(bias_dirs(wroot, qroot, DEFAULT_BIAS, s)[1], wdata, s)
         for b in sweep:
@@ -327,7 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     out = [f"`python benchmarks/context_bias.py` ({device_line(args.threads)}; {datetime.date.today()}"
            + ("" if args.report_only else f"; {minutes:.0f} min") + ")", "",
            f"Seeds at the default bias {DEFAULT_BIAS} (configs/synthetic/quality.py, train images, background "
-           f"threshold 0.5, training seeds {', '.join(map(str, seeds))}):", "", seeds_table(res, True), ""]
+           f"threshold 0.5, training seeds {', '.join(map(str, seeds))}):", "", seeds_table(res, True), "",
+           f"Where the seeds' false positives fall (train images, threshold 0.5; 'context' = far from the class's "
+           f"object in an image whose background is the class's own kind):", "",
+           false_positive_table([bias_dirs(wroot, qroot, DEFAULT_BIAS, s) for s in seeds], (qdata, wdata)), ""]
     if not args.no_chain:
         table, gains = chain_table([qroot / f"seed{s}" for s in seeds],
                                    [bias_dirs(wroot, qroot, DEFAULT_BIAS, s)[1] for s in seeds])
