@@ -1,7 +1,8 @@
 """Context bias on the VOC-regime synthetic benchmark: W-OoD, biased-object removal and OCR, alone and composed.
 
     python benchmarks/context_bias.py [--quality-root work_dirs/quality_synthetic] [--seeds 0,1,2]
-        [--sweep 0.0,0.5,0.95] [--sweep-seeds 0] [--no-chain] [--skip wood,ocr] [--work-root work_dirs/context_bias]
+        [--sweep 0.0,0.5,0.95] [--sweep-seeds 0] [--no-chain] [--skip wood,ocr] [--wood-variants adv,w1]
+        [--work-root work_dirs/context_bias]
         [--threads N] [--long] [--report-only]
 
 The benchmark is the quality benchmark's (configs/synthetic/quality.py: 208 px, stride 8, 1-3 objects,
@@ -62,6 +63,12 @@ DEBIAS = dict(backbone=dict(arch="tf_efficientnet_lite0", weights="efficientnet-
 #: W-OoD: the hardest half of the context-only images, mined once a third of the schedule has run.
 WOOD = dict(ood_split="ood", start_iter=40, top_k=30, clusters=6)
 OCR = dict(weight=1.0, margin=1.0)
+#: W-OoD settings tried against the configured WOOD on seed 0's train images (``--wood-variants``): the
+#: reference's adversarial climb of the OoD batch (step 0.07), an all-negative weight of 1 instead of 0.3, every
+#: context-only image instead of the hardest half, and climb + weight 1.
+WOOD_VARIANTS: dict[str, dict[str, Any]] = {
+    "adv": {"adv_step": 0.07}, "w1": {"ood_weight": 1.0}, "all60w1": {"top_k": None, "ood_weight": 1.0},
+    "advw1": {"adv_step": 0.07, "ood_weight": 1.0}}
 #: Targets of the issue at the default bias.
 PRECISION_GAIN, RECALL_LOSS, SEG_GAIN, BIAS0_COST = 0.10, 0.05, 0.05, 0.01
 
@@ -350,6 +357,35 @@ def sweep_table(work_root: Path, quality_root: Path, biases: Sequence[float], se
     return "\n".join(lines)
 
 
+def wood_variant_dir(work_root: Path, seed: int, name: str) -> Path:
+    return work_root / f"bias_{DEFAULT_BIAS:.2f}" / f"seed{seed}_wood_{name}"
+
+
+def wood_variant_part(work_root: Path, wood_data: Path, seed: int, name: str) -> None:
+    """The W-OoD classifier with WOOD_VARIANTS[name] over WOOD, and its CAMs, at the default bias."""
+    cfg = quality_cfg(wood_variant_dir(work_root, seed, name), wood_data, seed, DEFAULT_BIAS, NUM_OOD,
+                      {"train_cls.wood": {**WOOD, **WOOD_VARIANTS[name]}})
+    for module in ("train_cls", "make_cam"):
+        run(cfg, module)
+
+
+def wood_variant_table(work_root: Path, quality_root: Path, seeds: Sequence[int], names: Sequence[str]) -> str:
+    """Seed quality of each W-OoD variant beside the baseline and the configured W-OoD (same seeds)."""
+    rows = [("baseline (seed CAMs)", [bias_dirs(work_root, quality_root, DEFAULT_BIAS, s)[0] for s in seeds]),
+            (f"W-OoD as configured {WOOD}", [bias_dirs(work_root, quality_root, DEFAULT_BIAS, s)[1] for s in seeds])]
+    rows += [(f"W-OoD + {WOOD_VARIANTS[n]}", [wood_variant_dir(work_root, s, n) for s in seeds]) for n in names]
+    base = [cam_quality(d / "make_cam" / "metrics.json") for d in rows[0][1]]
+    lines = ["| W-OoD setting | seed mIoU | fg precision | fg recall | ORACLE mIoU | "
+             "precision gain over the baseline |",
+             "|---|---|---|---|---|---|"]
+    for label, dirs in rows:
+        q = [cam_quality(d / "make_cam" / "metrics.json") for d in dirs]
+        gain = "-" if label.startswith("baseline") else _gain(q, base, "precision").format()
+        lines.append(f"| {label} | " + " | ".join(_stat(q, k).format() for k in ("miou", "precision", "recall",
+                                                                                  "oracle")) + f" | {gain} |")
+    return "\n".join(lines)
+
+
 def bias_dirs(work_root: Path, quality_root: Path, bias: float, seed: int) -> tuple[Path, Path]:
     """(baseline work_dir, W-OoD work_dir) of one bias and seed: the quality benchmark's at the default bias."""
     if abs(bias - DEFAULT_BIAS) < 1e-9:
@@ -364,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="training seeds at the default bias")
     ap.add_argument("--sweep", default="0.0,0.5,0.95", help="other biases (seeds part only); '' for none")
     ap.add_argument("--sweep-seeds", default="0")
+    ap.add_argument("--wood-variants", default="", help=f"comma-separated W-OoD settings to try at the default "
+                    f"bias on --sweep-seeds (train_cls + make_cam): {', '.join(WOOD_VARIANTS)}")
     ap.add_argument("--no-chain", action="store_true", help="skip OCR and the composition through segmentation")
     ap.add_argument("--skip", default="", help="comma-separated parts to leave out: 'wood' (the W-OoD "
                     "classifier), 'ocr' (OCR alone through segmentation, default bias only)")
@@ -381,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep = [float(b) for b in args.sweep.split(",") if b.strip()]
     sweep_seeds = [int(s) for s in args.sweep_seeds.split(",") if s.strip()]
     skip = {p.strip() for p in args.skip.split(",") if p.strip()}
+    variants = [v.strip() for v in args.wood_variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(WOOD_VARIANTS))
+    if unknown:
+        ap.error(f"unknown --wood-variants {unknown}; choose from {sorted(WOOD_VARIANTS)}")
     qdata, wdata = qroot / "data", wroot / f"bias_{DEFAULT_BIAS:.2f}" / "data"
     t0 = time.time()
     if not args.report_only:
@@ -397,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
                 chain_part(qroot / f"seed{s}", qdata, s, ocr_alone="ocr" not in skip, long=args.long)
                 if "wood" not in skip:
                     wood_chain_part(bias_dirs(wroot, qroot, DEFAULT_BIAS, s)[1], wdata, s)
+        for name in variants:
+            for s in sweep_seeds:
+                wood_variant_part(wroot, wdata, s, name)
         for b in sweep:
             for s in sweep_seeds:
                 base, wood = bias_dirs(wroot, qroot, b, s)
@@ -417,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
         out += ["Through the chain (segmentation on the held-out val split):", "", table, "",
                 "Target (a composition raises seg val mIoU by >= 5 beyond twice the spread):", ""]
         out += [f"- {label}: {seg_target_verdict(g)} ({g.format()})" for label, g in gains.items()] + [""]
+    if variants:
+        out += [f"W-OoD settings at bias {DEFAULT_BIAS} (train images, training seeds "
+                f"{', '.join(map(str, sweep_seeds))}):", "",
+                wood_variant_table(wroot, qroot, sweep_seeds, variants), ""]
     if sweep:
         out += [f"Bias sweep (seeds part; training seeds {', '.join(map(str, sweep_seeds))} at the swept biases, "
                 f"{', '.join(map(str, seeds))} at {DEFAULT_BIAS}):", "",

@@ -86,3 +86,59 @@ def test_wood_composition_row_pairs_with_the_plain_chain_and_misses_within_the_s
     assert wood.stats.mean == pytest.approx(17 / 300) and wood.stats.std == pytest.approx(0.0451, abs=1e-4)
     assert not wood.shown and cb.seg_target_verdict(wood) == "MISSED"  # mean 5.7 but spread 4.5: not shown
     assert any(line.startswith("| W-OoD + debias") for line in table.splitlines())
+
+
+def test_long_composition_row_pairs_with_the_chains_own_long_network(tmp_path: Path) -> None:
+    bases = []
+    for s, (short, long_plain, long_composed) in enumerate(((0.70, 0.75, 0.83), (0.72, 0.78, 0.84),
+                                                            (0.71, 0.76, 0.83))):
+        b = tmp_path / f"seed{s}"
+        seg_metrics(b / "eval_seg", short, 0.004)
+        seg_metrics(b / "eval_seg_debias_t40_ocr", short + 0.01, 0.001)
+        seg_metrics(b / "eval_seg_long", long_plain, 0.004)
+        seg_metrics(b / "eval_seg_debias_t40_ocr_long", long_composed, 0.001)
+        bases.append(b)
+    table, gains = cb.chain_table(bases)
+    long_label = next(k for k in gains if k.endswith("1440 iterations"))
+    g = gains[long_label]  # paired with eval_seg_long: +8, +6, +7, not with the 240-iteration chain
+    assert g.stats.mean == pytest.approx(0.07) and g.stats.std == pytest.approx(0.01)
+    assert cb.seg_target_verdict(g) == "met"
+    assert any(line.startswith("| baseline at the bound's 1440") and "| 76.3 ± 1.5 |" in line
+               for line in table.splitlines())
+    # without the long files there is no long row
+    assert not any(k.endswith("1440 iterations") for k in cb.chain_table([tmp_path / "none"])[1])
+
+
+def test_wood_variant_table_pairs_each_setting_with_the_baseline_of_its_seed(tmp_path: Path) -> None:
+    q, w = tmp_path / "quality", tmp_path / "context"
+    for s, d in enumerate((0.0, 0.02)):
+        base, wood = cb.bias_dirs(w, q, cb.DEFAULT_BIAS, s)
+        cam_metrics(base / "make_cam", 0.45, (0.40 + d, 0.42 + d), (0.80, 0.78))
+        cam_metrics(wood / "make_cam", 0.47, (0.43 + d, 0.45 + d), (0.80, 0.78))
+        cam_metrics(cb.wood_variant_dir(w, s, "adv") / "make_cam", 0.48, (0.45 + 2 * d, 0.47 + 2 * d), (0.8, 0.8))
+    lines = cb.wood_variant_table(w, q, [0, 1], ["adv"]).splitlines()
+    assert len(lines) == 5 and lines[2].startswith("| baseline") and lines[2].endswith("| - |")
+    assert lines[3].endswith("| +3.0 ± 0.0 |")  # configured W-OoD: +3 on both seeds
+    assert "{'adv_step': 0.07}" in lines[4] and lines[4].endswith("| +6.0 ± 1.4 |")  # +5, +7
+
+
+def test_real_photo_wood_table_pairs_runs_by_seed(tmp_path: Path) -> None:
+    from benchmarks import quality_real as qr
+
+    dirs = {}
+    for k, (plain, wood) in enumerate(zip(("heldout", "seed1", "seed2"), ("wood", "wood_seed1", "wood_seed2"))):
+        for name, p, m in ((plain, 0.40, 0.60), (wood, 0.42 + 0.01 * k, 0.61)):
+            cam_metrics(tmp_path / name / "make_cam", 0.30, (p, p), (0.7, 0.7))
+            (tmp_path / name / "train_cls").mkdir(parents=True)
+            (tmp_path / name / "train_cls" / "metrics.json").write_text(json.dumps({"val_map": m}))
+            dirs[name] = tmp_path / name
+    for name, v in (("heldout", 0.28), ("wood", 0.30)):  # the chain of seed 0: pseudo masks only
+        (tmp_path / name / "make_pseudo").mkdir()
+        (tmp_path / name / "make_pseudo" / "metrics.json").write_text(json.dumps({"miou": 0.35,
+                                                                                   "miou_ignore_as_wrong": v}))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in qr.wood_table(dirs).splitlines()[2:]}
+    assert rows["classifier mAP"].endswith("| +1.0 ± 0.0 |")
+    assert rows["seed CAMs: fg precision"].endswith("| +3.0 ± 1.0 |")  # +2, +3, +4
+    assert rows["seed CAMs: mIoU"].endswith("| not shown (+0.0 ± 0.0) |")
+    assert "| 28.0 | 30.0 | +2.0 (1 seed, no spread) |" in rows[
+        "pseudo masks (PAR, band 0.30/0.05) (undecided = wrong), seed 0"]
