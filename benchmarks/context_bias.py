@@ -90,11 +90,10 @@ def cam_quality(path: Path) -> dict[str, float] | None:
     """mIoU, mean fg precision / recall over classes and the oracle of a CAM stage's metrics.json."""
     if not path.is_file():
         return None
+    from benchmarks.quality_real import cam_precision_recall
+
     m = json.loads(path.read_text())
-    fg = [r for name, r in m["summary"]["per_class"].items() if name != "background" and r["gt_pixels"] > 0]
-    mean = (lambda k: sum(r[k] or 0.0 for r in fg) / max(len(fg), 1))
-    return {"miou": m["miou"], "precision": mean("precision"), "recall": mean("recall"),
-            "oracle": m["oracle"]["miou"], "oracle_t": m["oracle"]["threshold"]}
+    return {**cam_precision_recall(m), "oracle_t": m["oracle"]["threshold"]}
 
 
 def seg_quality(path: Path) -> dict[str, float] | None:
