@@ -250,7 +250,8 @@ def false_positive_table(dirs: Sequence[tuple[Path, Path]], data_roots: tuple[Pa
                                             data_roots[0] if which == "base" else data_roots[1], near_px=near)
                        for b, w in dirs] for near in (8.0, NEAR_PX)}
         base = base or rows
-        removed = [{k: 1 - r[f"fp_{k}"] / max(b0[f"fp_{k}"], 1.0) for k in ("context", "near")} if r and b0 else None
+        removed = [{k: (1 - r[f"fp_{k}"] / b0[f"fp_{k}"]) if b0[f"fp_{k}"] > 0 else None  # none to remove
+                    for k in ("context", "near")} if r and b0 else None
                    for r, b0 in zip(rows[NEAR_PX], base[NEAR_PX])]
         cells = [_stat(rows[NEAR_PX], "precision").format(),
                  "-" if rows is base else _stat(removed, "context").format(),
@@ -469,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         out += [f"Bias sweep (seeds part; training seeds {', '.join(map(str, sweep_seeds))} at the swept biases, "
                 f"{', '.join(map(str, seeds))} at {DEFAULT_BIAS}):", "",
                 sweep_table(wroot, qroot, sorted(set(sweep) | {DEFAULT_BIAS}), sweep_seeds), ""]
+        for b in sorted(sweep):
+            data = wroot / f"bias_{b:.2f}" / "data"
+            note = "; at bias 0 no object lies on its own background: no context false positive" if b == 0 else ""
+            out += [f"Where the seeds' false positives fall at bias {b:.2f} (training seeds "
+                    f"{', '.join(map(str, sweep_seeds))}{note}):", "",
+                    false_positive_table([bias_dirs(wroot, qroot, b, s) for s in sweep_seeds], (data, data)), ""]
     text = "\n".join(out)
     wroot.mkdir(parents=True, exist_ok=True)
     (wroot / "report.md").write_text(text + "\n")

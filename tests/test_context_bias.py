@@ -142,3 +142,40 @@ def test_real_photo_wood_table_pairs_runs_by_seed(tmp_path: Path) -> None:
     assert rows["seed CAMs: mIoU"].endswith("| not shown (+0.0 ± 0.0) |")
     assert "| 28.0 | 30.0 | +2.0 (1 seed, no spread) |" in rows[
         "pseudo masks (PAR, band 0.30/0.05) (undecided = wrong), seed 0"]
+
+
+@pytest.mark.parametrize("bias", [0.0, 1.0])
+def test_false_positive_split_of_whole_image_cams_on_generated_data(tmp_path: Path, bias: float) -> None:
+    """CAMs that cover the whole image for every labelled class: precision is the object share of the labelled
+    pixels; at bias 1 every object lies on its class's own background (and an image holds one class), so no
+    false positive is 'elsewhere'; at bias 0 none lies on it, so none is 'context'."""
+    import numpy as np
+
+    from wsss.cam.io import save_cam
+    from wsss.data.build import build_dataset
+    from wsss.data.synthetic import generate_synthetic
+    from wsss.config import load_config
+
+    root = tmp_path / "data"
+    generate_synthetic(root, num_train=6, num_val=0, seed=3, size=48, bias=bias)
+    ds = build_dataset(load_config(str(cb.ROOT / cb.QUALITY), {"data.root": str(root)}, str(tmp_path)).data,
+                       "train")
+    cams = tmp_path / "make_cam"
+    tp, fp = np.zeros(ds.num_classes), np.zeros(ds.num_classes)
+    for i in ds.ids:
+        keys = sorted(ds.labels[i])
+        mask = ds.mask(i)
+        save_cam(cams / "cams" / f"{i}.npz", keys, np.ones((len(keys), *mask.shape), np.float32))
+        c = keys[0]  # the winner of tied maps is the first key
+        tp[c] += (mask == c).sum()
+        fp[c] += ((mask != c) & (mask != 255)).sum()
+    (cams / "metrics.json").write_text("{}")
+    r = cb.false_positive_split(cams, root, near_px=4.0)
+    present = [c for c in range(1, ds.num_classes) if any(c in ds.labels[i] for i in ds.ids)]
+    expected = np.mean([tp[c] / (tp[c] + fp[c]) if tp[c] + fp[c] else 0.0 for c in present])
+    assert r["precision"] == pytest.approx(expected)
+    assert r["share_near"] + r["share_context"] + r["share_other"] == pytest.approx(1.0)
+    if bias == 1.0:
+        assert r["fp_other"] == 0 and r["fp_context"] > 0
+    else:
+        assert r["fp_context"] == 0 and r["precision_without_context"] == pytest.approx(r["precision"])
