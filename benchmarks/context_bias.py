@@ -1,8 +1,8 @@
 """Context bias on the VOC-regime synthetic benchmark: W-OoD, biased-object removal and OCR, alone and composed.
 
     python benchmarks/context_bias.py [--quality-root work_dirs/quality_synthetic] [--seeds 0,1,2]
-        [--sweep 0.0,0.5,0.95] [--sweep-seeds 0] [--no-chain] [--skip wood,ocr] [--wood-variants adv,w1]
-        [--work-root work_dirs/context_bias]
+        [--sweep 0.0,0.5,0.95] [--sweep-seeds 0] [--no-chain] [--skip wood,ocr]
+        [--wood-variants adv,w1] [--variant-seeds 0] [--work-root work_dirs/context_bias]
         [--threads N] [--long] [--report-only]
 
 The benchmark is the quality benchmark's (configs/synthetic/quality.py: 208 px, stride 8, 1-3 objects,
@@ -375,13 +375,13 @@ def wood_variant_table(work_root: Path, quality_root: Path, seeds: Sequence[int]
             (f"W-OoD as configured {WOOD}", [bias_dirs(work_root, quality_root, DEFAULT_BIAS, s)[1] for s in seeds])]
     rows += [(f"W-OoD + {WOOD_VARIANTS[n]}", [wood_variant_dir(work_root, s, n) for s in seeds]) for n in names]
     base = [cam_quality(d / "make_cam" / "metrics.json") for d in rows[0][1]]
-    lines = ["| W-OoD setting | seed mIoU | fg precision | fg recall | ORACLE mIoU | "
+    lines = ["| W-OoD setting | seeds | seed mIoU | fg precision | fg recall | ORACLE mIoU | "
              "precision gain over the baseline |",
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|"]
     for label, dirs in rows:
         q = [cam_quality(d / "make_cam" / "metrics.json") for d in dirs]
         gain = "-" if label.startswith("baseline") else _gain(q, base, "precision").format()
-        lines.append(f"| {label} | " + " | ".join(_stat(q, k).format() for k in ("miou", "precision", "recall",
+        lines.append(f"| {label} | {sum(r is not None for r in q)} | " + " | ".join(_stat(q, k).format() for k in ("miou", "precision", "recall",
                                                                                   "oracle")) + f" | {gain} |")
     return "\n".join(lines)
 
@@ -401,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", default="0.0,0.5,0.95", help="other biases (seeds part only); '' for none")
     ap.add_argument("--sweep-seeds", default="0")
     ap.add_argument("--wood-variants", default="", help=f"comma-separated W-OoD settings to try at the default "
-                    f"bias on --sweep-seeds (train_cls + make_cam): {', '.join(WOOD_VARIANTS)}")
+                    f"bias on --variant-seeds (train_cls + make_cam): {', '.join(WOOD_VARIANTS)}; the table reads "
+                    f"every seed of --seeds that has them")
+    ap.add_argument("--variant-seeds", default="0")
     ap.add_argument("--no-chain", action="store_true", help="skip OCR and the composition through segmentation")
     ap.add_argument("--skip", default="", help="comma-separated parts to leave out: 'wood' (the W-OoD "
                     "classifier), 'ocr' (OCR alone through segmentation, default bias only)")
@@ -440,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "wood" not in skip:
                     wood_chain_part(bias_dirs(wroot, qroot, DEFAULT_BIAS, s)[1], wdata, s)
         for name in variants:
-            for s in sweep_seeds:
+            for s in [int(v) for v in args.variant_seeds.split(",") if v.strip()]:
                 wood_variant_part(wroot, wdata, s, name)
         for b in sweep:
             for s in sweep_seeds:
@@ -463,9 +465,9 @@ def main(argv: list[str] | None = None) -> int:
                 "Target (a composition raises seg val mIoU by >= 5 beyond twice the spread):", ""]
         out += [f"- {label}: {seg_target_verdict(g)} ({g.format()})" for label, g in gains.items()] + [""]
     if variants:
-        out += [f"W-OoD settings at bias {DEFAULT_BIAS} (train images, training seeds "
-                f"{', '.join(map(str, sweep_seeds))}):", "",
-                wood_variant_table(wroot, qroot, sweep_seeds, variants), ""]
+        out += [f"W-OoD settings at bias {DEFAULT_BIAS} (train images; each row over the seeds of "
+                f"{', '.join(map(str, seeds))} where it ran, gains paired with the baseline of the same seeds):", "",
+                wood_variant_table(wroot, qroot, seeds, variants), ""]
     if sweep:
         out += [f"Bias sweep (seeds part; training seeds {', '.join(map(str, sweep_seeds))} at the swept biases, "
                 f"{', '.join(map(str, seeds))} at {DEFAULT_BIAS}):", "",

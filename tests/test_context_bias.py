@@ -117,7 +117,7 @@ def test_wood_variant_table_pairs_each_setting_with_the_baseline_of_its_seed(tmp
         cam_metrics(wood / "make_cam", 0.47, (0.43 + d, 0.45 + d), (0.80, 0.78))
         cam_metrics(cb.wood_variant_dir(w, s, "adv") / "make_cam", 0.48, (0.45 + 2 * d, 0.47 + 2 * d), (0.8, 0.8))
     lines = cb.wood_variant_table(w, q, [0, 1], ["adv"]).splitlines()
-    assert len(lines) == 5 and lines[2].startswith("| baseline") and lines[2].endswith("| - |")
+    assert len(lines) == 5 and lines[2].startswith("| baseline (seed CAMs) | 2 |") and lines[2].endswith("| - |")
     assert lines[3].endswith("| +3.0 ± 0.0 |")  # configured W-OoD: +3 on both seeds
     assert "{'adv_step': 0.07}" in lines[4] and lines[4].endswith("| +6.0 ± 1.4 |")  # +5, +7
 
