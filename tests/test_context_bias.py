@@ -179,3 +179,17 @@ def test_false_positive_split_of_whole_image_cams_on_generated_data(tmp_path: Pa
         assert r["fp_other"] == 0 and r["fp_context"] > 0
     else:
         assert r["fp_context"] == 0 and r["precision_without_context"] == pytest.approx(r["precision"])
+
+
+def test_real_photo_debias_table_pairs_the_seed_cams_with_their_debiased_twin(tmp_path: Path) -> None:
+    from benchmarks import quality_real as qr
+
+    dirs = {}
+    for k, name in enumerate(qr.DEBIAS_RUNS):
+        cam_metrics(tmp_path / name / "make_cam", 0.30, (0.35, 0.35), (0.70, 0.70))
+        cam_metrics(tmp_path / name / "debias", 0.30 - 0.01 * k, (0.38, 0.38), (0.70 - 0.1 * k, 0.70 - 0.1 * k))
+        dirs[name] = tmp_path / name
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in qr.debias_table(dirs).splitlines()[2:]}
+    assert rows["fg precision"].endswith("| +3.0 ± 0.0 |")
+    assert rows["fg recall"].endswith("| not shown (-10.0 ± 10.0) |")  # -0, -10, -20: within twice the spread
+    assert rows["mIoU"].endswith("| not shown (-1.0 ± 1.0) |")
