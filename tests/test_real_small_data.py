@@ -157,3 +157,38 @@ def test_wood_on_cached_features_trains_the_head_on_mined_no_class_photos(tmp_pa
     z = head(pooled)
     expected = 0.5 + 2.0 * torch.nn.functional.softplus(z).mean()
     assert torch.allclose(out["loss"], expected) and torch.allclose(out["loss_ood"], expected.sub(0.5).div(2))
+
+
+@needs_lite0
+def test_wood_on_cached_features_resumes_after_kill_to_the_same_weights(tmp_path, monkeypatch, one_thread):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    monkeypatch.chdir(REPO)
+    (tmp_path / "train.txt").write_text("\n".join(FOUR + NO_CLASS) + "\n")
+    (tmp_path / "heldout.txt").write_text("\n".join(FOUR) + "\n")
+    opts = [f"data.split_files.train={tmp_path / 'train.txt'}", f"data.split_files.heldout={tmp_path / 'heldout.txt'}",
+            "data.val_split=", "train_cls.iters=5", "train_cls.batch_size=2", "train_cls.crop_size=64",
+            "train_cls.cache_views=2", "train_cls.num_workers=0", "train_cls.ckpt_interval=2", "train_cls.lr=0.05",
+            "train_cls.wood.start_iter=1", "train_cls.wood.top_k=2", "train_cls.wood.ood_weight=5.0"]
+
+    def train(work, *args, env=None):
+        cmd = [sys.executable, str(REPO / "tools" / "train_cls.py"), str(REPO / "configs" / "real" /
+               "coco128_small_wood.py"), "--work-dir", str(work), *args, "--cfg-options", *opts]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+                              env=subprocess_env(**(env or {})))
+
+    full = train(tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    killed = train(tmp_path / "resumed", env={"WSSS_TEST_KILL_AT_ITER": "3"})  # last.pth at 2, after start_iter
+    assert killed.returncode == -signal.SIGKILL
+    resumed = train(tmp_path / "resumed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(tmp_path / "full" / "train_cls" / "final.pth", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "train_cls" / "final.pth", weights_only=False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    m = json.loads((tmp_path / "resumed" / "train_cls" / "metrics.json").read_text())
+    assert len(m["wood"]["mined_ids"]) == 2 and "loss_ood" in m["loss_history"][-1]
