@@ -176,40 +176,42 @@ def cam_precision_recall(m: dict | None) -> dict[str, float] | None:
             "oracle": m["oracle"]["miou"]}
 
 
-def debias_table(work_dirs: dict[str, Path]) -> str:
-    """The held-out seeds with and without biased-object removal, paired by training seed."""
+#: (key of cam_precision_recall, row label) of the paired seed tables.
+CAM_KEYS = (("miou", "mIoU"), ("precision", "fg precision"), ("recall", "fg recall"), ("oracle", "ORACLE mIoU"))
+
+
+def paired_line(label: str, plain: Sequence[float | None], other: Sequence[float | None]) -> str:
+    """'| label | plain mean ± std | other mean ± std | paired gain |' (values paired by position = seed)."""
     from wsss.eval.seeds import mean_std, paired_gain
 
+    cells = [mean_std(plain).format(), mean_std(other).format(), paired_gain(other, plain).format()]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def cam_rows(plain_dirs: Sequence[Path], other_dirs: Sequence[Path], other_stage: str,
+             prefix: str = "") -> list[str]:
+    """Paired lines of the seed CAMs (make_cam of ``plain_dirs``) against ``other_stage`` of ``other_dirs``."""
+    plain = [cam_precision_recall(read_metrics(d, "make_cam")) or {} for d in plain_dirs]
+    other = [cam_precision_recall(read_metrics(d, other_stage)) or {} for d in other_dirs]
+    return [paired_line(prefix + label, [r.get(k) for r in plain], [r.get(k) for r in other]) for k, label in CAM_KEYS]
+
+
+def debias_table(work_dirs: dict[str, Path]) -> str:
+    """The held-out seeds with and without biased-object removal, paired by training seed."""
     dirs = [work_dirs[n] for n in DEBIAS_RUNS if n in work_dirs]
-    plain = [cam_precision_recall(read_metrics(d, "make_cam")) or {} for d in dirs]
-    debiased = [cam_precision_recall(read_metrics(d, "debias")) or {} for d in dirs]
-    lines = ["| held-out photos, seed CAMs | plain | debias | debias gain (paired by seed) |", "|---|---|---|---|"]
-    for key, label in (("miou", "mIoU"), ("precision", "fg precision"), ("recall", "fg recall"),
-                       ("oracle", "ORACLE mIoU")):
-        a, b = [r.get(key) for r in plain], [r.get(key) for r in debiased]
-        lines.append(f"| {label} | {mean_std(a).format()} | {mean_std(b).format()} | {paired_gain(b, a).format()} |")
-    return "\n".join(lines)
+    return "\n".join(["| held-out photos, seed CAMs | plain | debias | debias gain (paired by seed) |",
+                      "|---|---|---|---|"] + cam_rows(dirs, dirs, "debias"))
 
 
 def wood_table(work_dirs: dict[str, Path]) -> str:
     """W-OoD against the plain held-out runs, paired by training seed: classifier mAP and the seeds' mIoU,
     foreground precision / recall and oracle (mean ± std over seeds; gains 'not shown' within twice their
     spread), then the chain of seed 0 (PAR, random walk, pseudo masks) where both ran it."""
-    from wsss.eval.seeds import mean_std, paired_gain
-
     pairs = [(work_dirs.get(a), work_dirs.get(b)) for a, b in WOOD_PAIRS]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-    head = "| held-out photos | plain | W-OoD | W-OoD gain (paired by seed) |"
-    lines = [head, "|---|---|---|---|"]
-    plain = [cam_precision_recall(read_metrics(a, "make_cam")) or {} for a, _ in pairs]
-    wood = [cam_precision_recall(read_metrics(b, "make_cam")) or {} for _, b in pairs]
-    rows = [("classifier mAP", [_map(a) for a, _ in pairs], [_map(b) for _, b in pairs])]
-    rows += [(f"seed CAMs: {label}", [r.get(key) for r in plain], [r.get(key) for r in wood])
-             for key, label in (("miou", "mIoU"), ("precision", "fg precision"), ("recall", "fg recall"),
-                                ("oracle", "ORACLE mIoU"))]
-    for label, a, b in rows:
-        lines.append(f"| {label} | {mean_std(a).format()} | {mean_std(b).format()} | "
-                     f"{paired_gain(b, a).format()} |")
+    lines = ["| held-out photos | plain | W-OoD | W-OoD gain (paired by seed) |", "|---|---|---|---|",
+             paired_line("classifier mAP", [_map(a) for a, _ in pairs], [_map(b) for _, b in pairs])]
+    lines += cam_rows([a for a, _ in pairs], [b for _, b in pairs], "make_cam", prefix="seed CAMs: ")
     if pairs:
         a, b = pairs[0]
         for stage, label in CAM_STAGES[1:] + MASK_STAGES:
@@ -217,8 +219,7 @@ def wood_table(work_dirs: dict[str, Path]) -> str:
             if ma and mb:
                 key = "miou_ignore_as_wrong" if "miou_ignore_as_wrong" in ma else "miou"
                 note = " (undecided = wrong)" if key != "miou" else ""
-                lines.append(f"| {label}{note}, seed 0 | {pct(ma[key])} | {pct(mb[key])} | "
-                             f"{paired_gain([mb[key]], [ma[key]]).format()} |")
+                lines.append(paired_line(f"{label}{note}, seed 0", [ma[key]], [mb[key]]))
     return "\n".join(lines)
 
 
