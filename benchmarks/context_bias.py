@@ -133,15 +133,18 @@ def seeds_part(base: Path, wood_dir: Path, bias: float, seed: int, data: Path, w
 DEBIAS_WALK_THRESHOLD = 0.4
 
 
-#: The quality benchmark's long schedule (its ``train_seg_long``: the bound's 1440 iterations, own val curve).
-LONG_SEG = {"iters": 1440, "eval_points": 8, "ckpt_interval": 180}
+def long_seg_options(cfg: Any) -> dict[str, Any]:
+    """The ``train_seg`` options of the quality chain's own ``train_seg_long`` pipeline entry, less its name, so the
+    composition's long network trains on the plain long network's schedule by construction."""
+    entry = next(e for e in cfg.pipeline if isinstance(e, dict) and e.get("name") == "train_seg_long")
+    return {k: v for k, v in entry["cfg"]["train_seg"].items() if k != "name"}
 
 
 def walk_debiased_to_seg(cfg: Callable[[dict], Any], long: bool = False) -> None:
     """The composition's steps after debias, in the work dir of ``cfg`` (extra overrides -> config): the walk on
     the ``debias`` CAMs, CRF pseudo masks at DEBIAS_WALK_THRESHOLD, DeepLabV3+ with OCR, its val evaluation;
-    with ``long`` also DeepLabV3+ with OCR on the same masks at the bound's schedule (LONG_SEG), which pairs with
-    the quality chain's own ``train_seg_long``."""
+    with ``long`` also DeepLabV3+ with OCR on the same masks at the schedule of the quality chain's own
+    ``train_seg_long`` (:func:`long_seg_options`), which it pairs with."""
     run(cfg({"propagate.name": "propagate_debias", "propagate.input": "debias"}), "propagate")
     run(cfg({"pseudo.name": "make_pseudo_debias_t40", "pseudo.input": "propagate_debias",
              "pseudo.bg_threshold": DEBIAS_WALK_THRESHOLD}), "make_pseudo")
@@ -151,7 +154,8 @@ def walk_debiased_to_seg(cfg: Callable[[dict], Any], long: bool = False) -> None
         "eval_seg")
     if long:
         run(cfg({"train_seg.name": "train_seg_debias_t40_ocr_long", "train_seg.masks": "make_pseudo_debias_t40",
-                 "train_seg.ocr": dict(OCR), **{f"train_seg.{k}": v for k, v in LONG_SEG.items()}}), "train_seg")
+                 "train_seg.ocr": dict(OCR), **{f"train_seg.{k}": v for k, v in long_seg_options(cfg({})).items()}}),
+            "train_seg")
         run(cfg({"eval_seg.name": "eval_seg_debias_t40_ocr_long", "eval_seg.input": "train_seg_debias_t40_ocr_long"}),
             "eval_seg")
 
@@ -212,10 +216,11 @@ NEAR_PX = 16.0
 
 
 def false_positive_split(cam_dir: Path, data_root: Path, threshold: float = 0.5,
-                         near_px: float = NEAR_PX) -> dict[str, float] | None:
+                         near_px: Sequence[float] = (NEAR_PX,)) -> dict[float, dict[str, float]] | None:
     """Precision of a CAM stage's train images at ``threshold``, split by where the false positives fall
     (wsss.eval.false_positives): near the class's object, on its context (the image's background kind is the
-    class's own, from the generator's synthetic.json), elsewhere; with the precision ceiling of context removal."""
+    class's own, from the generator's synthetic.json), elsewhere; with the precision ceiling of context removal.
+    One result per distance of ``near_px`` (a pixel is near within it), from one pass over the CAM files."""
     from wsss.cam.io import load_cam
     from wsss.data.build import build_dataset
     from wsss.eval.cam_eval import cam_to_labels
@@ -226,14 +231,15 @@ def false_positive_split(cam_dir: Path, data_root: Path, threshold: float = 0.5,
     meta = json.loads((data_root / "synthetic.json").read_text())
     own = [c["background"] for c in meta["classes"]]
     ds = build_dataset(load_config(str(ROOT / QUALITY), {"data.root": str(data_root)}, str(cam_dir)).data, "train")
-    counts = np.zeros((ds.num_classes, 4), np.int64)
+    counts = {near: np.zeros((ds.num_classes, 4), np.int64) for near in near_px}
     for i in ds.ids:
         keys, cams = load_cam(cam_dir / "cams" / f"{i}.npz")
+        pred, gt = cam_to_labels(keys, cams, threshold), ds.mask(i)
         context = [k + 1 for k, kind in enumerate(own) if kind == meta["backgrounds"][i]]
-        counts += false_positive_counts(cam_to_labels(keys, cams, threshold), ds.mask(i), ds.num_classes,
-                                        near_px, context)
+        for near in near_px:
+            counts[near] += false_positive_counts(pred, gt, ds.num_classes, near, context)
     present = [c for c in range(1, ds.num_classes) if any(c in ds.labels[i] for i in ds.ids)]
-    return precision_ceiling(counts, present)
+    return {near: precision_ceiling(c, present) for near, c in counts.items()}
 
 
 def false_positive_table(dirs: Sequence[tuple[Path, Path]], data_roots: tuple[Path, Path]) -> str:
@@ -246,9 +252,10 @@ def false_positive_table(dirs: Sequence[tuple[Path, Path]], data_roots: tuple[Pa
              "|---|---|---|---|---|---|---|"]
     base: dict[float, list] = {}
     for label, which, stage in SEED_METHODS:
-        rows = {near: [false_positive_split((b if which == "base" else w) / stage,
-                                            data_roots[0] if which == "base" else data_roots[1], near_px=near)
-                       for b, w in dirs] for near in (8.0, NEAR_PX)}
+        splits = [false_positive_split((b if which == "base" else w) / stage,
+                                       data_roots[0] if which == "base" else data_roots[1], near_px=(8.0, NEAR_PX))
+                  for b, w in dirs]
+        rows = {near: [sp[near] if sp else None for sp in splits] for near in (8.0, NEAR_PX)}
         base = base or rows
         removed = [{k: (1 - r[f"fp_{k}"] / b0[f"fp_{k}"]) if b0[f"fp_{k}"] > 0 else None  # none to remove
                     for k in ("context", "near")} if r and b0 else None
@@ -314,20 +321,22 @@ def chain_table(bases: Sequence[Path], wood_bases: Sequence[Path] = ()) -> tuple
     row("baseline: seeds -> walk -> CRF -> DeepLabV3+", walk, pseudo, seg, "-")
     row("+ OCR in train_seg (same pseudo masks)", None, None, seg_o, _gain(seg_o, seg, "miou").format())
     gains = {}
-    for label, dirs in ((f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR", bases),
-                        (f"W-OoD + debias -> walk (own affinity net) -> CRF at {DEBIAS_WALK_THRESHOLD} -> "
-                         "DeepLabV3+ with OCR", wood_bases)):
-        walk_d, pseudo_d, seg_d = composition(dirs, "make_pseudo_debias_t40", "eval_seg_debias_t40_ocr")
-        if dirs is bases or any(seg_d):
-            gains[label] = _gain(seg_d, seg, "miou")
-            row(label, walk_d, pseudo_d, seg_d, gains[label].format())
-    seg_long = [seg_quality(b / "eval_seg_long" / "metrics.json") for b in bases]
-    long_d = composition(bases, "make_pseudo_debias_t40", "eval_seg_debias_t40_ocr_long")
-    if any(long_d[2]):
+    label_a = f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR"
+    walk_a, pseudo_a, seg_a = composition(bases, "make_pseudo_debias_t40", "eval_seg_debias_t40_ocr")
+    gains[label_a] = _gain(seg_a, seg, "miou")
+    row(label_a, walk_a, pseudo_a, seg_a, gains[label_a].format())
+    label_b = f"W-OoD + debias -> walk (own affinity net) -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR"
+    walk_b, pseudo_b, seg_b = composition(wood_bases, "make_pseudo_debias_t40", "eval_seg_debias_t40_ocr")
+    if any(seg_b):
+        gains[label_b] = _gain(seg_b, seg, "miou")
+        row(label_b, walk_b, pseudo_b, seg_b, gains[label_b].format())
+    seg_long_a = [seg_quality(b / "eval_seg_debias_t40_ocr_long" / "metrics.json") for b in bases]
+    if any(seg_long_a):  # (a)'s own masks, its network at the long schedule, against the plain long network
+        seg_long = [seg_quality(b / "eval_seg_long" / "metrics.json") for b in bases]
         row("baseline at the bound's 1440 iterations (the quality chain's train_seg_long)", None, None, seg_long, "-")
-        label = f"debias -> walk -> CRF at {DEBIAS_WALK_THRESHOLD} -> DeepLabV3+ with OCR, 1440 iterations"
-        gains[label] = _gain(long_d[2], seg_long, "miou")
-        row(label, *long_d[:2], long_d[2], gains[label].format())
+        label = f"{label_a}, 1440 iterations"
+        gains[label] = _gain(seg_long_a, seg_long, "miou")
+        row(label, walk_a, pseudo_a, seg_long_a, gains[label].format())
     pre = list(zip(*composition(bases, "make_pseudo_debias", "eval_seg_debias_ocr")))
     done = [k for k, p in enumerate(pre) if all(p)]
     if done:
@@ -371,18 +380,20 @@ def wood_variant_part(work_root: Path, wood_data: Path, seed: int, name: str) ->
 
 def wood_variant_table(work_root: Path, quality_root: Path, seeds: Sequence[int], names: Sequence[str]) -> str:
     """Seed quality of each W-OoD variant beside the baseline and the configured W-OoD (same seeds)."""
-    rows = [("baseline (seed CAMs)", [bias_dirs(work_root, quality_root, DEFAULT_BIAS, s)[0] for s in seeds]),
-            (f"W-OoD as configured {WOOD}", [bias_dirs(work_root, quality_root, DEFAULT_BIAS, s)[1] for s in seeds])]
-    rows += [(f"W-OoD + {WOOD_VARIANTS[n]}", [wood_variant_dir(work_root, s, n) for s in seeds]) for n in names]
-    base = [cam_quality(d / "make_cam" / "metrics.json") for d in rows[0][1]]
+    dirs = [bias_dirs(work_root, quality_root, DEFAULT_BIAS, s) for s in seeds]
+    seeds_of = lambda ds: [cam_quality(d / "make_cam" / "metrics.json") for d in ds]  # noqa: E731
+    base = seeds_of([b for b, _ in dirs])
+    rows = [("baseline (seed CAMs)", base), (f"W-OoD as configured {WOOD}", seeds_of([w for _, w in dirs]))]
+    rows += [(f"W-OoD + {WOOD_VARIANTS[n]}", seeds_of([wood_variant_dir(work_root, s, n) for s in seeds]))
+             for n in names]
     lines = ["| W-OoD setting | seeds | seed mIoU | fg precision | fg recall | ORACLE mIoU | "
              "precision gain over the baseline |",
              "|---|---|---|---|---|---|---|"]
-    for label, dirs in rows:
-        q = [cam_quality(d / "make_cam" / "metrics.json") for d in dirs]
-        gain = "-" if label.startswith("baseline") else _gain(q, base, "precision").format()
-        lines.append(f"| {label} | {sum(r is not None for r in q)} | " + " | ".join(_stat(q, k).format() for k in ("miou", "precision", "recall",
-                                                                                  "oracle")) + f" | {gain} |")
+    for label, q in rows:
+        cells = [str(sum(r is not None for r in q))] + [_stat(q, k).format() for k in ("miou", "precision", "recall",
+                                                                                         "oracle")]
+        cells.append("-" if q is base else _gain(q, base, "precision").format())
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

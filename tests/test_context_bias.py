@@ -170,7 +170,10 @@ def test_false_positive_split_of_whole_image_cams_on_generated_data(tmp_path: Pa
         tp[c] += (mask == c).sum()
         fp[c] += ((mask != c) & (mask != 255)).sum()
     (cams / "metrics.json").write_text("{}")
-    r = cb.false_positive_split(cams, root, near_px=4.0)
+    both = cb.false_positive_split(cams, root, near_px=(4.0, 8.0))
+    r = both[4.0]
+    assert both[8.0]["fp_near"] >= r["fp_near"]  # a wider band only moves false positives into 'near'
+    assert both[8.0]["precision"] == pytest.approx(r["precision"])
     present = [c for c in range(1, ds.num_classes) if any(c in ds.labels[i] for i in ds.ids)]
     expected = np.mean([tp[c] / (tp[c] + fp[c]) if tp[c] + fp[c] else 0.0 for c in present])
     assert r["precision"] == pytest.approx(expected)
