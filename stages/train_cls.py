@@ -63,7 +63,7 @@ from wsss.errors import InputError, WSSSError
 from wsss.eval.cam_eval import mean_average_precision
 from wsss.log import log_to
 from wsss.models.multilabel_loss import LOSSES, build_loss
-from wsss.losses.wood import adversarial_climb, class_prototypes, mine_hard_ood, wood_metric_loss
+from wsss.losses.wood import adversarial_climb, all_negative_loss, class_prototypes, mine_hard_ood, wood_metric_loss
 from wsss.models.registry import build_classifier
 from wsss.schema import Rule, Schema
 
@@ -219,8 +219,7 @@ def cached_wood_losses(model: nn.Module, losses: dict[str, torch.Tensor], ood_po
     The metric loss is left out, not approximated: it is a function of the pooled features only, which a frozen
     backbone does not change, so its gradient with respect to every trainable parameter is zero. What W-OoD
     can still do there is what its all-negative term does: teach the head that the context alone is no class."""
-    ood_logits = model._logits(ood_pooled).float()
-    ood = F.multilabel_soft_margin_loss(ood_logits, torch.zeros_like(ood_logits))
+    ood = all_negative_loss(model._logits(ood_pooled))
     return {**losses, "loss": losses["loss"] + float(wood["ood_weight"]) * ood, "loss_ood": ood.detach()}
 
 
@@ -233,8 +232,7 @@ def wood_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, oo
     logits = model._logits(pooled).float()
     cls = F.multilabel_soft_margin_loss(logits, labels.float())
     ood_images = adversarial_climb(model, ood_images, float(wood.get("adv_step", 0.0)))
-    ood_logits = model(ood_images).float()
-    ood = F.multilabel_soft_margin_loss(ood_logits, torch.zeros_like(ood_logits))
+    ood = all_negative_loss(model(ood_images))
     metric = wood_metric_loss(pooled, labels, wood["prototypes"], wood["centers"], float(wood["near_fraction"]),
                               wood["present"])
     loss = cls + float(wood["weight"]) * metric + float(wood["ood_weight"]) * ood
@@ -261,17 +259,23 @@ def pooled_features(model: nn.Module, ds: SegDataset, crop_size: int, batch_size
 
 
 def prepare_wood(model: nn.Module, train_ds: SegDataset, ood_ds: SegDataset, s: dict[str, Any], seed: int,
-                 device: torch.device) -> dict[str, Any]:
+                 device: torch.device, metric: bool = True) -> dict[str, Any]:
     """W-OoD state from the classifier as trained so far: class prototypes of the training images, the mined
-    hard OoD images and the k-means centres of their features. Saved in ``last.pth`` so a resume reuses it."""
+    hard OoD images and the k-means centres of their features. Saved in ``last.pth`` so a resume reuses it.
+    ``metric=False`` (frozen backbone, no metric loss): only the mining; prototypes and centres stay empty."""
     wood = s["wood"]
     bs = int(s["val_batch_size"] or s["batch_size"])
-    feats, _ = pooled_features(model, train_ds, int(s["crop_size"]), bs, device)
-    labels = torch.from_numpy(np.stack([train_ds.label_vector(i) for i in train_ds.ids]))
-    prototypes, present = class_prototypes(feats, labels)
+    if metric:
+        feats, _ = pooled_features(model, train_ds, int(s["crop_size"]), bs, device)
+        labels = torch.from_numpy(np.stack([train_ds.label_vector(i) for i in train_ds.ids]))
+        prototypes, present = class_prototypes(feats, labels)
     ood_feats, ood_probs = pooled_features(model, ood_ds, int(s["crop_size"]), bs, device)
     mined = mine_hard_ood(ood_probs, wood["top_k"])
-    _, centers = kmeans(ood_feats[mined], int(wood["clusters"]), seed=seed)
+    if metric:
+        _, centers = kmeans(ood_feats[mined], int(wood["clusters"]), seed=seed)
+    else:
+        prototypes, present = torch.zeros(0, ood_feats.shape[1]), torch.zeros(0, dtype=torch.bool)
+        centers = torch.zeros(0, ood_feats.shape[1])
     hardness = ood_probs.max(dim=1).values[mined]
     log.info("W-OoD: %d of %d OoD images mined (max class score %.3f..%.3f), %d centres, %d prototypes",
              len(mined), len(ood_ds), float(hardness.min()), float(hardness.max()), len(centers), int(present.sum()))
@@ -534,7 +538,7 @@ def _train(cfg: Config, s: dict[str, Any], sd, resume: bool, train_ds) -> dict:
     for it, batch in enumerate(loader, start=start):
         if wood and it >= wood["start_iter"] and ood_batches is None:
             if wood_state is None:
-                wood_state = prepare_wood(model, train_ds, ood_ds, s, int(cfg.seed), device)
+                wood_state = prepare_wood(model, train_ds, ood_ds, s, int(cfg.seed), device, metric=not views)
             wood_dev = {**wood, **{k: wood_state[k].to(device) for k in ("prototypes", "present", "centers")}}
             if views:  # batches of (epoch, index into the mined list); rows of the cached OoD features
                 position = {i: r for r, i in enumerate(ood_ds.ids)}

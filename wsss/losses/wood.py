@@ -21,8 +21,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["adversarial_climb", "class_prototypes", "mine_hard_ood", "near_mask", "wood_metric_loss"]
+__all__ = ["adversarial_climb", "all_negative_loss", "class_prototypes", "mine_hard_ood", "near_mask",
+           "wood_metric_loss"]
 
 
 def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +36,13 @@ def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> tuple[torc
     counts = lab.sum(0)
     protos = (lab.T @ features.float()) / counts.clamp(min=1)[:, None]
     return protos, counts > 0
+
+
+def all_negative_loss(logits: torch.Tensor) -> torch.Tensor:
+    """W-OoD's loss of the OoD images: multi-label soft margin of their logits [B, K] against all-zero targets
+    (they hold none of the classes)."""
+    logits = logits.float()
+    return F.multilabel_soft_margin_loss(logits, torch.zeros_like(logits))
 
 
 def mine_hard_ood(scores: torch.Tensor, top_k: int | None) -> torch.Tensor:
