@@ -16,7 +16,7 @@ def test_counts_split_false_positives_by_distance_and_context() -> None:
     pred = np.zeros_like(gt)
     pred[2:4, 2:5] = 1  # 4 tp + 2 pixels at column 4, 1 px from the object: near
     pred[9, 0:3] = 1  # 3 pixels far from the object (distance >= 5.8)
-    pred[8, 8] = 1  # on class 2's object, far: not context either way since context is about the image
+    pred[8, 8] = 1  # on class 2's object, far from class 1's: context in a class-1 context image, else other
     pred[0, 9] = 1  # ignore pixel: not counted
     ctx = false_positive_counts(pred, gt, 3, near_px=1.5, context_classes=[1])
     assert ctx[1].tolist() == [4, 2, 4, 0] and ctx[0].tolist() == [0, 0, 0, 0] and ctx[2].sum() == 0
